@@ -1,0 +1,5 @@
+"""`python -m slmchat.cli`."""
+
+from slmchat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The app's core: models, engine, store, downloads. Nothing under here imports Qt."""

@@ -1,0 +1,105 @@
+"""Every error a user can meet, as one family of exceptions.
+
+`str()` of each is a sentence a non-programmer can act on; the GUI and the CLI show it as is.
+Anything that is not a `SlmchatError` is a bug: logged with its traceback and shown as
+"something went wrong". Library errors (llama-cpp-python's bare ValueError, the hub's HTTP
+errors, sqlite's) are translated into these at the edge of core, never further in.
+"""
+
+from __future__ import annotations
+
+
+class SlmchatError(Exception):
+    """Base class: the message is for the user, `detail` (optional) is for the log."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+# --- model files --------------------------------------------------------------------------
+class ModelFileError(SlmchatError):
+    """A model file cannot be used."""
+
+
+class ModelFileMissing(ModelFileError, FileNotFoundError):
+    pass
+
+
+class NotAGGUF(ModelFileError):
+    pass
+
+
+class ModelFileDamaged(ModelFileError):
+    """Truncated, corrupt, or with values llama.cpp would choke on."""
+
+
+class UnsupportedModel(ModelFileError):
+    """A well-formed file of an architecture or kind this app cannot run."""
+
+
+class UnsafeChatTemplate(ModelFileError):
+    """The chat template could hang or exhaust memory when rendered."""
+
+
+class NotEnoughMemory(ModelFileError, MemoryError):
+    pass
+
+
+# --- the engine ---------------------------------------------------------------------------
+class EngineError(SlmchatError):
+    """The model process failed while working."""
+
+
+class EngineCrashed(EngineError):
+    """The model process died (a signal, an abort inside llama.cpp)."""
+
+
+class EngineHung(EngineError):
+    """The model process stopped answering within its time budget and was ended."""
+
+
+class ContextFull(EngineError):
+    """The conversation no longer fits the model's context, and trimming is turned off."""
+
+
+class NotAChatModel(EngineError):
+    """The model has no chat format; it can only continue text."""
+
+
+# --- downloads and the hub ----------------------------------------------------------------
+class DownloadError(SlmchatError):
+    pass
+
+
+class NotEnoughDiskSpace(DownloadError, OSError):
+    pass
+
+
+class DownloadCancelled(DownloadError):
+    pass
+
+
+class DownloadVerificationFailed(DownloadError):
+    pass
+
+
+class HubUnreachable(DownloadError, ConnectionError):
+    pass
+
+
+class UnsafeName(DownloadError, ValueError):
+    """A repo or file name from the hub that could escape the models folder."""
+
+
+# --- the store ----------------------------------------------------------------------------
+class StoreError(SlmchatError):
+    pass
+
+
+class DatabaseTooNew(StoreError):
+    """The database was written by a newer slmchat; we refuse rather than damage it."""
+
+
+class NotFound(StoreError, LookupError):
+    pass

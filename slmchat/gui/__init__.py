@@ -1,0 +1,1 @@
+"""The Qt layer: presents core objects and relays the user's intent to them."""
