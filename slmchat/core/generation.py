@@ -1,0 +1,102 @@
+"""The plain records that cross between the engine, its process, the store and the GUI.
+
+Kept apart from engine.py so that the store, the CLI and the GUI can use them without importing
+llama.cpp; all are picklable, so they cross the engine process's pipe unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Role(str, enum.Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role | str
+    content: str
+
+
+class FinishReason(str, enum.Enum):
+    """Why a reply ended. Stored with the message and shown under it when not DONE."""
+
+    DONE = "done"  # the model ended its turn
+    STOPPED = "stopped"  # the user pressed Stop
+    LENGTH = "length"  # max tokens reached
+    CONTEXT_FULL = "context_full"  # no room left in the context window
+    INTERRUPTED = "interrupted"  # the engine process died or was killed mid-reply
+    ERROR = "error"
+
+
+class OverflowPolicy(str, enum.Enum):
+    """What to do when a conversation no longer fits the context window."""
+
+    TRIM = "trim"  # drop the oldest turns, never the system prompt
+    REFUSE = "refuse"  # raise ContextFull
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to load one model. `None` means "decide from the hardware"."""
+
+    model_path: Path
+    n_ctx: int = 4096  # upper bound; the engine clamps to the trained context and to memory
+    n_threads: int | None = None  # None: physical cores
+    n_gpu_layers: int | None = None  # None: all layers when llama.cpp has GPU offload, else 0
+    use_extra_bufts: bool | None = None  # None: off on CPUs with AMX (llama.cpp issue 20824)
+    overflow: OverflowPolicy = OverflowPolicy.TRIM
+    load_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling parameters, persisted per conversation."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int | None = None
+
+
+@dataclass
+class GenerationStats:
+    """What a finished (or ended) generation reports. Counts come from llama.cpp itself."""
+
+    finish_reason: FinishReason = FinishReason.DONE
+    prompt_tokens: int = 0  # tokens in the prompt as sent
+    prompt_evaluated: int = 0  # of those, evaluated now (llama.cpp's prompt-eval count)
+    prompt_reused: int = 0  # of those, taken from the KV cache of the previous turn
+    completion_tokens: int = 0
+    time_to_first_token_s: float = 0.0
+    decode_tokens_per_s: float = 0.0
+    dropped_messages: int = 0  # turns trimmed from the front to fit the context
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the app knows about a loaded model."""
+
+    path: Path
+    name: str
+    architecture: str
+    parameter_count: int
+    context_length: int  # trained context
+    n_ctx: int  # context actually used
+    quantization: str
+    chat_template: str | None
+    template_source: str  # "model", "builtin:<name>", or "none" (completion only)
+    is_chat: bool
+    backend: str = "CPU"  # "CPU", "CUDA", "Metal", "Vulkan"
+    n_threads: int = 0
+    n_gpu_layers: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
