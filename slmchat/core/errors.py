@@ -92,6 +92,35 @@ class UnsafeName(DownloadError, ValueError):
     """A repo or file name from the hub that could escape the models folder."""
 
 
+class DownloadPaused(DownloadError):
+    """Stopped on request; the bytes so far are kept and the next attempt continues from them."""
+
+
+class DownloadAlreadyRunning(DownloadError):
+    """Another window or command is downloading the same file right now."""
+
+
+class HubAccessDenied(DownloadError, PermissionError):
+    """A gated or private repo: the user must accept its licence and give a token."""
+
+
+class HubNotFound(DownloadError, LookupError):
+    """No such repo, revision or file on the hub."""
+
+
+# --- the model library --------------------------------------------------------------------
+class LibraryError(SlmchatError):
+    pass
+
+
+class UnknownModel(LibraryError, LookupError):
+    pass
+
+
+class CannotRemoveModel(LibraryError):
+    """The starter model ships with the app and stays."""
+
+
 # --- the store ----------------------------------------------------------------------------
 class StoreError(SlmchatError):
     pass

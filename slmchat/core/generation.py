@@ -7,6 +7,7 @@ llama.cpp; all are picklable, so they cross the engine process's pipe unchanged.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,3 +101,47 @@ class ModelInfo:
     n_threads: int = 0
     n_gpu_layers: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+
+
+class Generation(Iterator[str]):
+    """A reply in progress: iterate for text pieces as they come; `.stats` says how it ended.
+
+    The engine (in-process) and the engine client (across the process boundary) both return
+    one, so callers cannot tell them apart. `stats` is filled in while the reply runs and is
+    final once iteration stops; `text` is everything produced so far, kept when a reply is
+    stopped or interrupted.
+    """
+
+    def __init__(self, pieces: Iterator[str], stats: GenerationStats) -> None:
+        self._pieces = pieces
+        self.stats = stats
+        self.text = ""
+        self.finished = False
+
+    def __iter__(self) -> "Generation":
+        return self
+
+    def __next__(self) -> str:
+        if self.finished:
+            raise StopIteration
+        try:
+            piece = next(self._pieces)
+        except BaseException:
+            self.finished = True
+            raise
+        self.text += piece
+        return piece
+
+    def read(self) -> str:
+        """Run to the end; the whole reply."""
+        for _ in self:
+            pass
+        return self.text
+
+    def close(self) -> None:
+        """Stop early (a `break` out of the loop, a closed window): the reply ends STOPPED."""
+        if not self.finished:
+            self.finished = True
+            close = getattr(self._pieces, "close", None)
+            if close is not None:
+                close()

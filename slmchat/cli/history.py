@@ -1,0 +1,119 @@
+"""`slmchat-cli history`: list, show, search, export and import stored conversations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from slmchat.core.store import Store
+from slmchat.core.store_export import (
+    NotAnExport,
+    conversation_markdown,
+    export_all,
+    export_conversations,
+    import_conversations,
+)
+from slmchat.paths import Paths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("history", help="list, search, show, export and import conversations")
+    commands = parser.add_subparsers(dest="history_command", metavar="ACTION")
+    commands.required = True
+
+    listing = commands.add_parser("list", help="list conversations, most recent first")
+    listing.add_argument("--trash", action="store_true", help="list the trash instead")
+    listing.add_argument("--limit", type=int, default=None, metavar="N")
+    listing.set_defaults(func=_list)
+
+    show = commands.add_parser("show", help="print a conversation as Markdown")
+    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("--tree", action="store_true", help="every branch, not only the shown one")
+    show.set_defaults(func=_show)
+
+    search = commands.add_parser("search", help="full-text search over messages and titles")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("--limit", type=int, default=20, metavar="N")
+    search.set_defaults(func=_search)
+
+    export = commands.add_parser("export", help="export a conversation (or --all) as Markdown or JSON")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", type=int, nargs="?", metavar="ID")
+    which.add_argument("--all", action="store_true", help="every conversation, trash included (JSON)")
+    export.add_argument("--format", choices=("md", "json"), default="md")
+    export.add_argument("--tree", action="store_true", help="every branch, not only the shown one")
+    export.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    export.set_defaults(func=_export)
+
+    importing = commands.add_parser("import", help="import conversations from a JSON export")
+    importing.add_argument("file", type=Path, metavar="FILE")
+    importing.set_defaults(func=_import)
+
+
+def open_store(paths: Paths) -> Store:
+    """The store, telling the user on stderr when a damaged database had to be set aside."""
+    store = Store(paths.database)
+    if store.recovered_from is not None:
+        print(
+            f"slmchat: the conversation database was damaged; it was kept as {store.recovered_from} "
+            "and a new one was started.",
+            file=sys.stderr,
+        )
+    return store
+
+
+def _list(args: argparse.Namespace, paths: Paths) -> int:
+    with open_store(paths) as store:
+        for conversation in store.conversations(trashed=args.trash, limit=args.limit):
+            pin = "*" if conversation.pinned else " "
+            updated = conversation.updated.strftime("%Y-%m-%d %H:%M")
+            print(f"{conversation.id:>6} {pin} {updated}  {conversation.title or '(untitled)'}")
+    return 0
+
+
+def _show(args: argparse.Namespace, paths: Paths) -> int:
+    with open_store(paths) as store:
+        sys.stdout.write(conversation_markdown(store, args.id, whole_tree=args.tree))
+    return 0
+
+
+def _search(args: argparse.Namespace, paths: Paths) -> int:
+    with open_store(paths) as store:
+        hits = store.search(args.query, limit=args.limit, marks=("[", "]"))
+    for hit in hits:
+        where = (
+            f"{hit.conversation_id}" if hit.message_id is None else f"{hit.conversation_id}:{hit.message_id}"
+        )
+        kind = "title" if hit.role is None else hit.role.value
+        snippet = " ".join(hit.snippet.split())
+        print(f"{where:>12}  {kind:<9} {hit.conversation_title}: {snippet}")
+    return 0 if hits else 1
+
+
+def _export(args: argparse.Namespace, paths: Paths) -> int:
+    with open_store(paths) as store:
+        if args.all:
+            text = json.dumps(export_all(store), ensure_ascii=False, indent=1)
+        elif args.format == "json":
+            data = export_conversations(store, [args.id], whole_tree=args.tree)
+            text = json.dumps(data, ensure_ascii=False, indent=1)
+        else:
+            text = conversation_markdown(store, args.id, whole_tree=args.tree)
+    if args.output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _import(args: argparse.Namespace, paths: Paths) -> int:
+    try:
+        data = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NotAnExport(f"{args.file} cannot be read as a slmchat export.", detail=repr(error)) from error
+    with open_store(paths) as store:
+        ids = import_conversations(store, data)
+    print(f"imported {len(ids)} conversation(s): {' '.join(str(i) for i in ids)}")
+    return 0

@@ -1,0 +1,179 @@
+"""How to run llama.cpp here: detect the hardware and the build, then decide settings from facts.
+
+Detection (`detect()`) touches the machine; deciding (`decide()`) is a pure function of the
+detected facts, the model's facts and the user's `EngineConfig`, so every CUDA, Metal or AMX
+choice can be tested on any machine by handing it other facts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from slmchat.core.generation import EngineConfig
+
+log = logging.getLogger(__name__)
+
+# ggml backends that run on the CPU side; anything else registered is an accelerator.
+_HOST_BACKENDS = frozenset({"CPU", "BLAS", "RPC"})
+# Bytes a KV cache entry takes per element (llama.cpp's default cache type is F16).
+_KV_ELEMENT_BYTES = 2
+# Room kept free for the OS, the app and llama.cpp's compute buffers when sizing the context.
+_RAM_HEADROOM = 1 << 30
+_MIN_CTX = 512
+
+
+@dataclass(frozen=True)
+class Detected:
+    """Facts about this machine and this llama.cpp build."""
+
+    gpu_offload: bool  # llama_supports_gpu_offload()
+    backends: tuple[str, ...]  # ggml backend registry names, e.g. ("CUDA", "CPU")
+    cpu_has_amx: bool
+    physical_cores: int
+    available_ram: int  # bytes
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What sizing needs to know about one model, read from its GGUF metadata."""
+
+    file_size: int
+    trained_ctx: int
+    kv_bytes_per_token: int  # 0 when unknown
+
+    @classmethod
+    def of(cls, gguf: Any) -> "ModelFacts":
+        """From gguf_check's `GGUFInfo` (read before llama.cpp sees the file)."""
+        per_token = gguf.block_count * gguf.head_count_kv * (gguf.key_length + gguf.value_length)
+        return cls(
+            file_size=gguf.file_size,
+            trained_ctx=gguf.context_length,
+            kv_bytes_per_token=per_token * _KV_ELEMENT_BYTES,
+        )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The settings a model is actually loaded with; shown with every speed figure."""
+
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int
+    use_extra_bufts: bool
+    backend: str  # "CPU", "CUDA", "Metal", "Vulkan", ...
+
+
+def cpu_has_amx(cpuinfo: str) -> bool:
+    """True when /proc/cpuinfo's flags list AMX tiles (Xeon Sapphire Rapids and later)."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return bool(flags & {"amx_tile", "amx_int8", "amx_bf16"})
+    return False
+
+
+def _read_cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: AMX crashes have only been seen on Linux servers
+        return ""
+
+
+def _ggml_backend_names() -> tuple[str, ...]:
+    """Names of the backends this llama.cpp build registered, from ggml's own registry."""
+    from llama_cpp._ggml import libggml  # the shared library llama_cpp already loaded
+
+    count = libggml.ggml_backend_reg_count
+    count.restype = ctypes.c_size_t
+    get = libggml.ggml_backend_reg_get
+    get.argtypes, get.restype = [ctypes.c_size_t], ctypes.c_void_p
+    name = libggml.ggml_backend_reg_name
+    name.argtypes, name.restype = [ctypes.c_void_p], ctypes.c_char_p
+    return tuple(name(get(i)).decode("utf-8", "replace") for i in range(count()))
+
+
+def detect() -> Detected:
+    """Look at this machine and the installed llama.cpp (imports llama_cpp)."""
+    import llama_cpp
+
+    try:
+        backends = _ggml_backend_names()
+    except (AttributeError, OSError, ImportError):  # an unusual build: fall back to the flag
+        log.warning("could not list ggml backends", exc_info=True)
+        backends = ()
+    return Detected(
+        gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+        backends=backends,
+        cpu_has_amx=cpu_has_amx(_read_cpuinfo()),
+        physical_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        available_ram=psutil.virtual_memory().available,
+    )
+
+
+def fitting_ctx(facts: ModelFacts, available_ram: int) -> int:
+    """The largest context whose KV cache fits next to the model in RAM (never below 512)."""
+    spare = available_ram - facts.file_size - _RAM_HEADROOM
+    return max(_MIN_CTX, spare // facts.kv_bytes_per_token)
+
+
+def decide(config: EngineConfig, detected: Detected, facts: ModelFacts) -> Resolved:
+    """Resolve every `None` in `config` from the facts; explicit choices win."""
+    accelerators = [name for name in detected.backends if name not in _HOST_BACKENDS]
+    offload = detected.gpu_offload and bool(accelerators)
+    n_gpu_layers = config.n_gpu_layers if config.n_gpu_layers is not None else (-1 if offload else 0)
+    if config.use_extra_bufts is not None:
+        extra_bufts = config.use_extra_bufts
+    else:  # llama.cpp issue 20824: AMX repacked weights crash on the first multi-token batch
+        extra_bufts = not detected.cpu_has_amx
+    limits = [config.n_ctx]
+    if facts.trained_ctx > 0:
+        limits.append(facts.trained_ctx)
+    if facts.kv_bytes_per_token > 0:
+        limits.append(fitting_ctx(facts, detected.available_ram))
+    return Resolved(
+        n_ctx=max(1, min(limits)),  # explicit, never 0 ("from the model" can mean gigabytes)
+        n_threads=config.n_threads or detected.physical_cores,
+        n_gpu_layers=n_gpu_layers,
+        use_extra_bufts=extra_bufts,
+        backend=accelerators[0] if offload and n_gpu_layers != 0 else "CPU",
+    )
+
+
+def memory_cap(facts: ModelFacts, resolved: Resolved, total_ram: int) -> int:
+    """The most RAM the engine process may use before it is stopped as a runaway.
+
+    The model (mapped into RSS as it is read), its KV cache, and generous room for compute
+    buffers and Python; never more than 90 % of the machine, so a bomb is stopped before swap.
+    """
+    expected = facts.file_size + facts.kv_bytes_per_token * resolved.n_ctx
+    return min(int(total_ram * 0.9), expected * 2 + 2 * _RAM_HEADROOM)
+
+
+def model_params(resolved: Resolved) -> Any:
+    """llama.cpp's `llama_model_params` for `resolved`, built per call (no global patching)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = resolved.n_gpu_layers
+    params.use_extra_bufts = resolved.use_extra_bufts
+    return params
+
+
+def context_params(resolved: Resolved, n_batch: int = 512) -> Any:
+    """llama.cpp's `llama_context_params`: explicit n_ctx, threads for prompt and decode."""
+    import llama_cpp
+
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = resolved.n_ctx
+    params.n_batch = params.n_ubatch = min(n_batch, resolved.n_ctx)
+    params.n_threads = params.n_threads_batch = resolved.n_threads
+    params.no_perf = False  # the prompt-eval counters prove KV reuse
+    params.swa_full = True  # keep sliding-window caches whole, so a shared prefix can be reused
+    return params

@@ -1,0 +1,383 @@
+"""The conversation: a virtualised list of messages, each drawn from one cached layout.
+
+A `QListView` over `ChatModel` (a `QAbstractListModel`) with `MessageDelegate` painting each
+message from a `QTextDocument` built once and kept until the message's text, the width or the
+theme changes. While a reply streams, only the growing message is rendered again, when its text
+changes (the worker delivers text in ~30 ms batches), so a 500-message chat streams as cheaply as
+a short one. Buttons (Copy, Regenerate, ‹ 2/3 › …) are links inside the documents; the view turns
+clicks on them into `action` signals.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPointF,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QColor,
+    QFont,
+    QFontDatabase,
+    QPainter,
+    QPalette,
+    QTextDocument,
+)
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from slmchat.gui import markdown
+from slmchat.gui.theme import Theme
+
+COLUMN_MAX_WIDTH = 760
+SIDE_MARGIN = 24
+ROW_PADDING = 10
+BUBBLE_PADDING = 12
+FOOTER_GAP = 4
+
+
+class Action(str, enum.Enum):
+    """What a click on a message can ask for; carried by `ChatView.action`."""
+
+    COPY = "copy"
+    COPY_CODE = "copy-code"
+    REGENERATE = "regenerate"
+    CONTINUE = "continue"
+    EDIT = "edit"
+    PREVIOUS = "previous"
+    NEXT = "next"
+    LINK = "link"
+
+
+_ENDINGS = {
+    "stopped": "Stopped by you",
+    "length": "Reached the length limit",
+    "context_full": "The conversation filled the model's memory",
+    "interrupted": "Interrupted — the model stopped unexpectedly",
+    "error": "Ended with an error",
+}
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """What one row shows; built by the controller from the store's records."""
+
+    id: Any
+    role: str  # "user" or "assistant"
+    text: str
+    model: str = ""
+    streaming: bool = False
+    finish_reason: str = ""  # a FinishReason value; "" or "done" shows nothing
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    sibling_index: int = 0
+    sibling_count: int = 1
+    error: str = ""
+    version: int = 0  # bumped on every change, so the delegate knows its layout is stale
+
+    @property
+    def is_user(self) -> bool:
+        return self.role == "user"
+
+    @property
+    def can_continue(self) -> bool:
+        return not self.is_user and not self.streaming and self.finish_reason in ("stopped", "length")
+
+
+class ChatModel(QAbstractListModel):
+    """The shown branch of a conversation, oldest first."""
+
+    MessageRole = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[MessageView] = []
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        if role == self.MessageRole:
+            return row
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
+            return f"{'You' if row.is_user else row.model or 'Assistant'}: {row.text}"
+        return None
+
+    def messages(self) -> list[MessageView]:
+        return list(self._rows)
+
+    def message(self, row: int) -> MessageView:
+        return self._rows[row]
+
+    def set_messages(self, messages: list[MessageView]) -> None:
+        self.beginResetModel()
+        self._rows = list(messages)
+        self.endResetModel()
+
+    def append(self, message: MessageView) -> int:
+        row = len(self._rows)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._rows.append(message)
+        self.endInsertRows()
+        return row
+
+    def update(self, row: int, **changes: Any) -> None:
+        """Change fields of one row; only that row's layout is rebuilt."""
+        current = self._rows[row]
+        self._rows[row] = replace(current, version=current.version + 1, **changes)
+        index = self.index(row)
+        self.dataChanged.emit(index, index, [self.MessageRole])
+
+    def append_text(self, row: int, text: str) -> None:
+        self.update(row, text=self._rows[row].text + text)
+
+    def truncate(self, row_count: int) -> None:
+        """Drop rows from `row_count` on (the branch below an edited or regenerated message)."""
+        if row_count < len(self._rows):
+            self.beginRemoveRows(QModelIndex(), row_count, len(self._rows) - 1)
+            del self._rows[row_count:]
+            self.endRemoveRows()
+
+
+@dataclass
+class _Layout:
+    key: tuple
+    height: int
+    docs: list[tuple[QTextDocument, QPointF]]
+    bubble: QRectF | None
+    code_blocks: list[str]
+
+
+class MessageDelegate(QStyledItemDelegate):
+    """Lays out and paints messages, one cached `_Layout` per message id."""
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._theme = theme
+        self._layouts: dict[Any, _Layout] = {}
+        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self._layouts.clear()
+
+    def forget(self) -> None:
+        """Drop every cached layout (a new conversation, a font change)."""
+        self._layouts.clear()
+
+    # --- layout ---------------------------------------------------------------------------
+    def _document(self, html: str, font: QFont, width: float) -> QTextDocument:
+        doc = QTextDocument()
+        doc.setDocumentMargin(0)
+        doc.setDefaultFont(font)
+        doc.setDefaultStyleSheet(markdown.document_css(self._theme, self._mono))
+        doc.setHtml(html)
+        doc.setTextWidth(width)
+        return doc
+
+    def _footer_html(self, message: MessageView) -> str:
+        muted, danger = self._theme["muted"], self._theme["danger"]
+        link = f'style="color:{muted}; text-decoration:none;"'
+        if message.streaming:
+            return f'<span style="color:{muted};">Writing…</span>'
+        actions: list[str] = [f'<a href="act:{Action.COPY.value}" {link}>Copy</a>']
+        if message.is_user:
+            actions.append(f'<a href="act:{Action.EDIT.value}" {link}>Edit</a>')
+        else:
+            if message.can_continue:
+                actions.append(f'<a href="act:{Action.CONTINUE.value}" {link}>Continue</a>')
+            actions.append(f'<a href="act:{Action.REGENERATE.value}" {link}>Regenerate</a>')
+        if message.sibling_count > 1:
+            actions.append(
+                f'<a href="act:{Action.PREVIOUS.value}" {link}>&#8249;</a>&nbsp;'
+                f"{message.sibling_index + 1}/{message.sibling_count}&nbsp;"
+                f'<a href="act:{Action.NEXT.value}" {link}>&#8250;</a>'
+            )
+        buttons = "&nbsp;&nbsp;&nbsp;".join(actions)
+        if message.is_user:
+            return f'<p align="right" style="margin:0;">{buttons}</p>'
+        facts = [message.model] if message.model else []
+        if message.ttft_s is not None:
+            facts.append(f"{message.ttft_s:.2f} s to first word")
+        if message.tokens_per_s:
+            facts.append(f"{message.tokens_per_s:.0f} tokens/s")
+        ending = _ENDINGS.get(message.finish_reason, "")
+        meta = f'<span style="color:{muted};">{" · ".join(facts)}</span>'
+        if ending:
+            meta += f'<span style="color:{self._theme["warn"]};">{" · " if facts else ""}{ending}</span>'
+        if message.error:
+            meta += f'<br><span style="color:{danger};">{message.error}</span>'
+        return (
+            f'<table width="100%" cellspacing="0" cellpadding="0"><tr><td>{meta}</td>'
+            f'<td align="right">{buttons}</td></tr></table>'
+        )
+
+    def _layout(self, message: MessageView, font: QFont, width: int) -> _Layout:
+        key = (message.version, width, self._theme.name, font.key())
+        cached = self._layouts.get(message.id)
+        if cached is not None and cached.key == key:
+            return cached
+        column = min(COLUMN_MAX_WIDTH, max(200, width - 2 * SIDE_MARGIN))
+        left = (width - column) / 2
+        small = QFont(font)
+        small.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+        if message.is_user:
+            rendered = markdown.plain(message.text)
+            inner_max = column * 0.8 - 2 * BUBBLE_PADDING
+            body = self._document(rendered.html, font, inner_max)
+            inner = min(inner_max, body.idealWidth())
+            body.setTextWidth(inner)
+            bubble = QRectF(left + column - inner - 2 * BUBBLE_PADDING, ROW_PADDING,
+                            inner + 2 * BUBBLE_PADDING, body.size().height() + 2 * BUBBLE_PADDING)
+            body_pos = QPointF(bubble.left() + BUBBLE_PADDING, bubble.top() + BUBBLE_PADDING)
+            footer_top = bubble.bottom() + FOOTER_GAP
+        else:
+            rendered = markdown.render(message.text, self._theme) if message.text else markdown.Rendered(
+                html=f'<p style="color:{self._theme["muted"]};">Thinking…</p>'
+            )
+            body = self._document(rendered.html, font, column)
+            bubble = None
+            body_pos = QPointF(left, ROW_PADDING)
+            footer_top = ROW_PADDING + body.size().height() + FOOTER_GAP
+        footer = self._document(self._footer_html(message), small, column)
+        docs = [(body, body_pos), (footer, QPointF(left, footer_top))]
+        height = int(footer_top + footer.size().height() + ROW_PADDING)
+        layout = _Layout(key=key, height=height, docs=docs, bubble=bubble, code_blocks=rendered.code_blocks)
+        self._layouts[message.id] = layout
+        return layout
+
+    # --- Qt's delegate interface ----------------------------------------------------------
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        width = option.widget.viewport().width() if option.widget else option.rect.width()
+        message: MessageView = index.data(ChatModel.MessageRole)
+        return QSize(width, self._layout(message, option.font, width).height)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        message: MessageView = index.data(ChatModel.MessageRole)
+        layout = self._layout(message, option.font, option.rect.width())
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.translate(option.rect.topLeft())
+        if layout.bubble is not None:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(self._theme["bubble"]))
+            painter.drawRoundedRect(layout.bubble, 14, 14)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        palette = QPalette(context.palette)
+        palette.setColor(QPalette.ColorRole.Text, QColor(self._theme["text"]))
+        context.palette = palette  # PySide returns a copy: set it back
+        for doc, pos in layout.docs:
+            painter.save()
+            painter.translate(pos)
+            doc.documentLayout().draw(painter, context)
+            painter.restore()
+        painter.restore()
+
+    def anchor_at(self, message: MessageView, font: QFont, rect: QRectF, point: QPointF) -> str:
+        """The link under `point` (view coordinates) in the row drawn at `rect`, or ""."""
+        layout = self._layout(message, font, int(rect.width()))
+        local = point - rect.topLeft()
+        for doc, pos in layout.docs:
+            anchor = doc.documentLayout().anchorAt(local - pos)
+            if anchor:
+                return anchor
+        return ""
+
+    def code_block(self, message: MessageView, index: int) -> str:
+        layout = self._layouts.get(message.id)
+        return layout.code_blocks[index] if layout and index < len(layout.code_blocks) else ""
+
+
+class ChatView(QListView):
+    """Shows a `ChatModel`; follows the bottom while a reply streams unless the user scrolled up."""
+
+    action = Signal(int, str, str)  # row, Action value, argument (code text, link url)
+
+    def __init__(self, model: ChatModel, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ChatView")
+        self.setAccessibleName("Conversation")
+        self.setModel(model)
+        self._delegate = MessageDelegate(theme, self)
+        self.setItemDelegate(self._delegate)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setUniformItemSizes(False)
+        self.setMouseTracking(True)
+        self._follow = True
+        self.verticalScrollBar().rangeChanged.connect(self._keep_following)
+        self.verticalScrollBar().valueChanged.connect(self._user_scrolled)
+        model.dataChanged.connect(self._row_changed)
+        model.modelReset.connect(self._delegate.forget)
+        model.modelReset.connect(self.follow_bottom)
+
+    def set_theme(self, theme: Theme) -> None:
+        self._delegate.set_theme(theme)
+        self.scheduleDelayedItemsLayout()
+        self.viewport().update()
+
+    def refresh_layouts(self) -> None:
+        """Re-lay out every message (after a font size change)."""
+        self._delegate.forget()
+        self.scheduleDelayedItemsLayout()
+
+    def follow_bottom(self) -> None:
+        self._follow = True
+        self.scrollToBottom()
+
+    def _row_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles: list[int]) -> None:
+        # A row's height may have changed: ask for a (coalesced) re-layout of the list.
+        self._delegate.sizeHintChanged.emit(top_left)
+
+    def _keep_following(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+    def _user_scrolled(self, value: int) -> None:
+        self._follow = value >= self.verticalScrollBar().maximum() - 8
+
+    def _anchor(self, pos: QPointF) -> tuple[int, str]:
+        index = self.indexAt(pos.toPoint())
+        if not index.isValid():
+            return -1, ""
+        message = index.data(ChatModel.MessageRole)
+        rect = QRectF(self.visualRect(index))
+        return index.row(), self._delegate.anchor_at(message, self.font(), rect, pos)
+
+    def mouseMoveEvent(self, event: Any) -> None:
+        _row, anchor = self._anchor(event.position())
+        self.viewport().setCursor(Qt.CursorShape.PointingHandCursor if anchor else Qt.CursorShape.ArrowCursor)
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: Any) -> None:
+        row, anchor = self._anchor(event.position())
+        if anchor and event.button() == Qt.MouseButton.LeftButton:
+            self.trigger(row, anchor)
+        super().mouseReleaseEvent(event)
+
+    def trigger(self, row: int, anchor: str) -> None:
+        """Act on a link of row `row` as if clicked (also what tests call)."""
+        message = self.model().message(row)
+        if anchor.startswith("act:"):
+            self.action.emit(row, anchor[4:], "")
+        elif anchor.startswith(markdown.COPY_CODE):
+            code = self._delegate.code_block(message, int(anchor[len(markdown.COPY_CODE):]))
+            self.action.emit(row, Action.COPY_CODE.value, code)
+        else:
+            self.action.emit(row, Action.LINK.value, anchor)

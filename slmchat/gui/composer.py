@@ -1,0 +1,152 @@
+"""Where the user writes: Enter sends, Shift+Enter starts a new line, Esc stops the reply."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+MAX_VISIBLE_LINES = 8
+
+
+class _Editor(QPlainTextEdit):
+    """A text box that grows with its text (up to a limit) and sends on Enter."""
+
+    submit = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.document().contentsChanged.connect(self.updateGeometry)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.submit.emit()
+            return
+        super().keyPressEvent(event)
+
+    def sizeHint(self) -> QSize:
+        line = self.fontMetrics().lineSpacing()
+        lines = min(MAX_VISIBLE_LINES, max(1, int(self.document().size().height())))
+        margins = self.contentsMargins()
+        return QSize(200, lines * line + margins.top() + margins.bottom() + 12)
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
+
+
+class Composer(QFrame):
+    """The text box, the Send/Stop button and the gauge of how full the context is."""
+
+    submitted = Signal(str)
+    stop_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Composer")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 8, 8)
+        layout.setSpacing(4)
+
+        self.editing: object | None = None  # the id of the message being edited, if any
+        self.edit_banner = QWidget()
+        banner = QHBoxLayout(self.edit_banner)
+        banner.setContentsMargins(4, 0, 0, 0)
+        banner_label = QLabel("Editing your message — sending it keeps the old version as a branch.")
+        banner_label.setProperty("role", "muted")
+        cancel = QPushButton("Cancel")
+        cancel.setProperty("flat", True)
+        cancel.clicked.connect(self.cancel_edit)
+        banner.addWidget(banner_label, 1)
+        banner.addWidget(cancel)
+        self.edit_banner.hide()
+        layout.addWidget(self.edit_banner)
+
+        self.editor = _Editor()
+        self.editor.setAccessibleName("Message")
+        self.editor.submit.connect(self._submit)
+        layout.addWidget(self.editor)
+
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        row.addStretch(1)
+        self.gauge = QProgressBar()
+        self.gauge.setObjectName("ContextGauge")
+        self.gauge.setAccessibleName("How full the conversation memory is")
+        self.gauge.setTextVisible(False)
+        self.gauge.setFixedWidth(90)
+        self.gauge_label = QLabel()
+        self.gauge_label.setProperty("role", "muted")
+        row.addWidget(self.gauge_label)
+        row.addWidget(self.gauge, 0, Qt.AlignmentFlag.AlignVCenter)
+        self.send_button = QPushButton("Send")
+        self.send_button.setProperty("primary", True)
+        self.send_button.setAccessibleName("Send")
+        self.send_button.clicked.connect(self._submit)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setAccessibleName("Stop the reply")
+        self.stop_button.setToolTip("Stop the reply (Esc)")
+        self.stop_button.clicked.connect(self.stop_requested)
+        self.stop_button.hide()
+        row.addWidget(self.send_button)
+        row.addWidget(self.stop_button)
+        layout.addLayout(row)
+        self.editor.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter for a new line)")
+        self.set_context_usage(0, 0)
+
+    def set_busy(self, busy: bool) -> None:
+        """While a reply streams, Send becomes Stop (the text box stays usable for drafting)."""
+        self.send_button.setVisible(not busy)
+        self.stop_button.setVisible(busy)
+
+    def set_enabled_for_input(self, enabled: bool, reason: str = "") -> None:
+        self.send_button.setEnabled(enabled)
+        self.send_button.setToolTip(reason)
+
+    def set_context_usage(self, used_tokens: int, context_tokens: int) -> None:
+        visible = context_tokens > 0
+        self.gauge.setVisible(visible)
+        self.gauge_label.setVisible(visible)
+        if not visible:
+            return
+        percent = min(100, round(100 * used_tokens / context_tokens))
+        self.gauge.setValue(percent)
+        self.gauge_label.setText(f"Memory {percent}%")
+        tip = (
+            f"This conversation uses {used_tokens:,} of the model's {context_tokens:,} tokens of memory. "
+            "When it is full, the oldest messages are left out."
+        )
+        self.gauge.setToolTip(tip)
+        self.gauge_label.setToolTip(tip)
+
+    def begin_edit(self, message_id: object, text: str) -> None:
+        """Put a sent message back in the box; sending it makes a new branch beside the old one."""
+        self.editing = message_id
+        self.editor.setPlainText(text)
+        self.edit_banner.show()
+        self.editor.setFocus()
+
+    def cancel_edit(self) -> None:
+        if self.editing is not None:
+            self.editing = None
+            self.editor.clear()
+        self.edit_banner.hide()
+
+    def _submit(self) -> None:
+        if not self.send_button.isVisible() or not self.send_button.isEnabled():
+            return
+        text = self.editor.toPlainText().strip()
+        if text:
+            self.editor.clear()
+            self.submitted.emit(text)

@@ -1,0 +1,409 @@
+"""Relays between the chat widgets and core: the store, the loaded engine and the worker.
+
+Every write to the store happens here, on the GUI thread: the user's message is committed
+before generation starts, the growing reply is checkpointed about once a second (core's
+`Checkpointer`), and its end is stored with llama.cpp's figures. The engine runs on the
+`GenerationWorker`'s thread; each generation has a request id, so pieces of a reply the user
+has moved away from are dropped, never shown in the wrong place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from slmchat.core.chat_session import Checkpointer, history_for_engine
+from slmchat.core.errors import EngineCrashed, EngineHung, SlmchatError
+from slmchat.core.generation import ChatMessage, FinishReason, GenerationSettings, GenerationStats, Role
+from slmchat.core.store import Store
+from slmchat.core.store_records import Conversation, Message, MessageStatus
+from slmchat.gui.chat_view import ChatModel, MessageView
+from slmchat.gui.model_session import ModelSession
+from slmchat.gui.notices import user_message
+from slmchat.gui.sidebar import HIGHLIGHT
+from slmchat.gui.workers import GenerationWorker, run_task
+
+log = logging.getLogger(__name__)
+
+SEARCH_LIMIT = 50
+
+
+def message_views(branch: list[Message], tree: list[Message]) -> list[MessageView]:
+    """The shown branch as rows, each knowing its place among its siblings (‹ 2/3 ›)."""
+    siblings: dict[int | None, list[int]] = defaultdict(list)
+    for message in tree:
+        siblings[message.parent_id].append(message.id)
+    return [view_of(message, siblings[message.parent_id]) for message in branch if message.role is not Role.SYSTEM]
+
+
+def view_of(message: Message, sibling_ids: list[int]) -> MessageView:
+    reason = message.reason.value if message.reason else ""
+    if not reason and message.status is MessageStatus.INTERRUPTED:
+        reason = FinishReason.INTERRUPTED.value
+    return MessageView(
+        id=message.id,
+        role=message.role.value,
+        text=message.content,
+        model=message.model,
+        streaming=message.status is MessageStatus.STREAMING,
+        finish_reason=reason,
+        ttft_s=message.ttft,
+        tokens_per_s=message.tokens_per_s,
+        sibling_index=sibling_ids.index(message.id) if message.id in sibling_ids else 0,
+        sibling_count=max(1, len(sibling_ids)),
+        error=message.error,
+    )
+
+
+@dataclass
+class _Active:
+    """The generation in flight."""
+
+    request_id: int
+    cancel: threading.Event
+    begin: Callable[[threading.Event], Any]  # starts the engine's generation (on the worker)
+    on_piece: Callable[[str], None]
+    on_done: Callable[[GenerationStats | None], None]
+    on_error: Callable[[Exception], None]
+
+
+class ChatController(QObject):
+    """The chat's behaviour; widgets call its methods and listen to its signals."""
+
+    busy_changed = Signal(bool)
+    conversations_changed = Signal()
+    conversation_opened = Signal(object)  # Conversation or None (a new, empty chat)
+    error = Signal(str)
+    notice = Signal(str)
+    context_usage = Signal(int, int)  # tokens used, context size
+    search_results = Signal(str, list)  # query, list[SearchHit]
+    completion_text = Signal(str)  # pieces of a "Continue my text" run
+    completion_finished = Signal()
+
+    def __init__(
+        self,
+        store: Store,
+        session: ModelSession,
+        chat_model: ChatModel,
+        default_settings: GenerationSettings,
+        default_system_prompt: str = "",
+        log_file: Path | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.session = session
+        self.chat_model = chat_model
+        self.default_settings = default_settings
+        self.default_system_prompt = default_system_prompt
+        self.log_file = log_file
+        self.conversation_id: int | None = None
+        self.worker = GenerationWorker()
+        self.worker.pieces.connect(self._on_pieces)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self._request_id = 0
+        self._active: _Active | None = None
+        self._waiting_for_model: _Active | None = None  # asked for while the model loads
+        session.loaded.connect(self._model_ready)
+        session.failed.connect(self._model_failed)
+
+    @property
+    def busy(self) -> bool:
+        return self._active is not None or self._waiting_for_model is not None
+
+    def shut_down(self) -> None:
+        self.stop()
+        self.worker.shut_down()
+
+    # --- conversations -------------------------------------------------------------------
+    def conversations(self) -> list[Conversation]:
+        return self.store.conversations()
+
+    def new_chat(self) -> None:
+        self.stop()
+        self.conversation_id = None
+        self.chat_model.set_messages([])
+        self.context_usage.emit(0, self._context_size())
+        self.conversation_opened.emit(None)
+
+    def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
+        """Show a conversation; a search hit's message brings its branch into view."""
+        if conversation_id == self.conversation_id and message_id is None:
+            return
+        self.stop()
+        if message_id is not None:
+            self.store.select(message_id)
+        self.conversation_id = conversation_id
+        self._show()
+        self.conversation_opened.emit(self.store.conversation(conversation_id))
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self.store.update_conversation(conversation_id, title=title.strip())
+        self.conversations_changed.emit()
+
+    def set_pinned(self, conversation_id: int, pinned: bool) -> None:
+        self.store.update_conversation(conversation_id, pinned=pinned)
+        self.conversations_changed.emit()
+
+    def trash(self, conversation_id: int) -> Conversation:
+        """Move to the trash (undo with `restore`); the open chat closes if it was this one."""
+        conversation = self.store.conversation(conversation_id)
+        if conversation_id == self.conversation_id:
+            self.new_chat()
+        self.store.trash(conversation_id)
+        self.conversations_changed.emit()
+        return conversation
+
+    def restore(self, conversation_id: int) -> None:
+        self.store.restore(conversation_id)
+        self.conversations_changed.emit()
+
+    def set_conversation_model(self, model_id: str) -> None:
+        """Switching model keeps the conversation: the next reply comes from the new model."""
+        if self.conversation_id is not None:
+            self.store.update_conversation(self.conversation_id, model=model_id)
+
+    def update_conversation_settings(self, system_prompt: str, settings: GenerationSettings) -> None:
+        if self.conversation_id is not None:
+            self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, settings=settings)
+
+    # --- search (on a worker, with its own read-only connection) ---------------------------
+    def search(self, text: str) -> None:
+        if not text:
+            self.search_results.emit(text, [])
+            return
+        reader = self.store.reader()
+
+        def work() -> list:
+            try:
+                return reader.search(text, limit=SEARCH_LIMIT, marks=HIGHLIGHT)
+            finally:
+                reader.close()
+
+        run_task(work, lambda hits: self.search_results.emit(text, hits),
+                 lambda error: self.error.emit(user_message(error, self.log_file)))
+
+    # --- chatting ------------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        """Commit the user's message, then start the reply."""
+        if self.busy or not self._model_available():
+            return
+        if self.conversation_id is None:
+            conversation = self.store.new_conversation(
+                model=self.session.request.model_id if self.session.request else "",
+                system_prompt=self.default_system_prompt,
+            )
+            self.conversation_id = conversation.id
+            self.conversation_opened.emit(conversation)
+        user = self.store.add_user_message(self.conversation_id, text)
+        reply = self.store.start_reply(self.conversation_id, model=self._model_name())
+        self._reply(reply, history_for_engine(self.store, self.conversation_id, up_to=user.id))
+
+    def edit_and_resend(self, message_id: int, text: str) -> None:
+        """A new version of a user message beside the old one, and a reply to it."""
+        if self.busy or not self._model_available() or self.conversation_id is None:
+            return
+        user = self.store.edit_message(message_id, text)
+        reply = self.store.start_reply(self.conversation_id, model=self._model_name())
+        self._reply(reply, history_for_engine(self.store, self.conversation_id, up_to=user.id))
+
+    def regenerate(self, message_id: int) -> None:
+        """Another reply beside this one; the old one stays reachable with the arrows."""
+        if self.busy or not self._model_available() or self.conversation_id is None:
+            return
+        original = self.store.message(message_id)
+        reply = self.store.regenerate(message_id, model=self._model_name())
+        self._reply(reply, history_for_engine(self.store, self.conversation_id, up_to=original.parent_id))
+
+    def continue_reply(self, message_id: int) -> None:
+        """Carry on a stopped reply: a new version that starts with the old text.
+
+        The history ends with the unfinished assistant turn, which the engine continues.
+        """
+        if self.busy or not self._model_available() or self.conversation_id is None:
+            return
+        original = self.store.message(message_id)
+        history = history_for_engine(self.store, self.conversation_id, up_to=original.parent_id)
+        history.append(ChatMessage(Role.ASSISTANT, original.content))
+        reply = self.store.regenerate(message_id, model=self._model_name())
+        self._reply(reply, history, prefix=original.content)
+
+    def switch_branch(self, message_id: int, step: int) -> None:
+        if self.busy or self.conversation_id is None:
+            return
+        siblings = self.store.siblings(message_id)
+        ids = [sibling.id for sibling in siblings]
+        target = ids[(ids.index(message_id) + step) % len(ids)]
+        self.store.select(target)
+        self._show()
+
+    def stop(self) -> None:
+        """Stop the reply: the engine sees the flag within one token."""
+        waiting, self._waiting_for_model = self._waiting_for_model, None
+        if waiting is not None:  # it never started: end it as stopped, keeping the database right
+            waiting.on_done(GenerationStats(finish_reason=FinishReason.STOPPED))
+            self.busy_changed.emit(False)
+        if self._active is not None:
+            self._active.cancel.set()
+            engine = self.session.engine
+            if engine is not None:
+                engine.cancel()
+
+    def complete(self, text: str) -> None:
+        """"Continue my text" with a model that has no chat format; nothing is stored."""
+        if self.busy or not self._model_available():
+            return
+        settings = self.default_settings
+
+        def start(cancel: threading.Event) -> Any:
+            return self.session.engine.complete(text, settings, cancel)
+
+        self._start(start, self.completion_text.emit, lambda _stats: self.completion_finished.emit(),
+                    self._completion_failed)
+
+    # --- internals -----------------------------------------------------------------------
+    def _show(self) -> None:
+        assert self.conversation_id is not None
+        branch = self.store.branch(self.conversation_id)
+        tree = self.store.messages(self.conversation_id)
+        self.chat_model.set_messages(message_views(branch, tree))
+        last = next((m for m in reversed(branch) if m.role is Role.ASSISTANT and m.prompt_tokens), None)
+        used = (last.prompt_tokens or 0) + (last.completion_tokens or 0) if last else 0
+        self.context_usage.emit(used, self._context_size())
+
+    def _context_size(self) -> int:
+        return self.session.info.n_ctx if self.session.info else 0
+
+    def _model_name(self) -> str:
+        if self.session.info is not None:
+            return self.session.info.name
+        return self.session.request.name if self.session.request else ""
+
+    def _model_available(self) -> bool:
+        if self.session.engine is not None or self.session.is_loading:
+            return True
+        if self.session.request is not None:  # it crashed or failed earlier: try again
+            self.session.reload()
+            return True
+        self.error.emit("Choose a model first: open Models to download or import one.")
+        return False
+
+    def _settings(self) -> GenerationSettings:
+        if self.conversation_id is None:
+            return self.default_settings
+        return self.store.conversation(self.conversation_id).settings or self.default_settings
+
+    def _reply(self, reply: Message, history: list[ChatMessage], prefix: str = "") -> None:
+        """Show the (empty) reply row and stream into it, checkpointing as it grows."""
+        self._show()
+        self.conversations_changed.emit()
+        row = self.chat_model.rowCount() - 1
+        checkpointer = Checkpointer(self.store, reply.id)
+        if prefix:
+            checkpointer.append(prefix)
+            self.chat_model.append_text(row, prefix)
+        settings = self._settings()
+
+        def on_piece(text: str) -> None:
+            checkpointer.append(text)
+            if self._shows(row, reply.id):
+                self.chat_model.append_text(row, text)
+
+        def on_done(stats: GenerationStats | None) -> None:
+            self._finish_reply(row, checkpointer, stats or GenerationStats())
+
+        def on_error(error: Exception) -> None:
+            crashed = isinstance(error, (EngineCrashed, EngineHung))
+            reason = FinishReason.INTERRUPTED if crashed else FinishReason.ERROR
+            text = user_message(error, self.log_file)
+            self._finish_reply(row, checkpointer, GenerationStats(finish_reason=reason, error=text))
+            if crashed:
+                self.session.forget_engine()
+                text += " The model will start again when you send your next message."
+            self.error.emit(text)
+
+        def start(cancel: threading.Event) -> Any:
+            return self.session.engine.stream_chat(history, settings, cancel)
+
+        self._start(start, on_piece, on_done, on_error)
+
+    def _finish_reply(self, row: int, checkpointer: Checkpointer, stats: GenerationStats) -> None:
+        message = checkpointer.finish(stats)
+        if self._shows(row, message.id):
+            current = self.chat_model.message(row)
+            view = view_of(message, [])
+            self.chat_model.update(
+                row, text=message.content, streaming=False, finish_reason=view.finish_reason,
+                ttft_s=view.ttft_s, tokens_per_s=view.tokens_per_s, error=view.error,
+                sibling_index=current.sibling_index, sibling_count=current.sibling_count,
+            )
+        if stats.prompt_tokens:
+            self.context_usage.emit(stats.prompt_tokens + stats.completion_tokens, self._context_size())
+        if stats.dropped_messages:
+            self.notice.emit(
+                f"The conversation is longer than the model can hold, so its {stats.dropped_messages} "
+                "oldest messages were left out of this reply."
+            )
+        self.conversations_changed.emit()
+
+    def _shows(self, row: int, message_id: int) -> bool:
+        """Is this reply still on screen at `row` (the user may have opened another chat)?"""
+        return row < self.chat_model.rowCount() and self.chat_model.message(row).id == message_id
+
+    def _completion_failed(self, error: Exception) -> None:
+        if isinstance(error, (EngineCrashed, EngineHung)):
+            self.session.forget_engine()
+        self.error.emit(user_message(error, self.log_file))
+        self.completion_finished.emit()
+
+    def _start(self, begin: Callable[[threading.Event], Any], on_piece: Callable[[str], None],
+               on_done: Callable[[GenerationStats | None], None], on_error: Callable[[Exception], None]) -> None:
+        """Run a generation now, or as soon as the model has loaded."""
+        self._request_id += 1
+        active = _Active(self._request_id, threading.Event(), begin, on_piece, on_done, on_error)
+        self.busy_changed.emit(True)
+        if self.session.engine is not None:
+            self._launch(active)
+        else:
+            self._waiting_for_model = active
+
+    def _launch(self, active: _Active) -> None:
+        self._waiting_for_model = None
+        self._active = active
+        self.worker.start(active.request_id, lambda: active.begin(active.cancel))
+
+    def _model_ready(self, _info: object) -> None:
+        if self._waiting_for_model is not None:
+            self._launch(self._waiting_for_model)
+
+    def _model_failed(self, _model_id: str, error: Exception) -> None:
+        waiting, self._waiting_for_model = self._waiting_for_model, None
+        if waiting is not None:
+            waiting.on_error(error)
+            self.busy_changed.emit(False)
+
+    def _on_pieces(self, request_id: int, text: str) -> None:
+        if self._active is not None and request_id == self._active.request_id:
+            self._active.on_piece(text)
+
+    def _on_finished(self, request_id: int, stats: GenerationStats | None) -> None:
+        if self._active is None or request_id != self._active.request_id:
+            return
+        active, self._active = self._active, None
+        active.on_done(stats)
+        self.busy_changed.emit(False)
+
+    def _on_failed(self, request_id: int, error: Exception) -> None:
+        if self._active is None or request_id != self._active.request_id:
+            return
+        active, self._active = self._active, None
+        active.on_error(error)
+        self.busy_changed.emit(False)

@@ -1,0 +1,440 @@
+"""The main window: sidebar, model bar, chat, composer — put together and wired to the controller.
+
+It holds no rules of its own: user intent goes to `ChatController` (conversations, replies) or
+`ModelSession` (which model answers); their signals come back as widget updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QGuiApplication, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QApplication,
+    QInputDialog,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slmchat.core.catalog import Catalog
+from slmchat.core.errors import SlmchatError
+from slmchat.core.generation import EngineConfig, ModelInfo
+from slmchat.core.hub import DownloadProgress
+from slmchat.core.hardware import Backend, Machine
+from slmchat.core.library import LibraryModel, ModelLibrary
+from slmchat.gui.chat_view import Action, ChatModel, ChatView
+from slmchat.gui.completion_pad import CompletionPad
+from slmchat.gui.composer import Composer
+from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress, format_size
+from slmchat.gui.controller import ChatController
+from slmchat.gui.empty_state import EmptyState
+from slmchat.gui.model_bar import ModelBar
+from slmchat.gui.model_choices import display_name, entry_fit, model_choices
+from slmchat.gui.model_session import LoadRequest, ModelSession
+from slmchat.gui.preferences import Preferences
+from slmchat.gui.notices import NoticeBar, Toast, user_message
+from slmchat.gui.sidebar import Sidebar
+from slmchat.gui import theme as themes
+from slmchat.gui.theme import Theme
+from slmchat.gui.welcome import Recommendation, Welcome
+from slmchat.paths import Paths
+from slmchat.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMPOSER_MAX_WIDTH = 800
+
+
+class MainWindow(QMainWindow):
+    """Shows the welcome on first run, else the chat."""
+
+    def __init__(
+        self,
+        controller: ChatController,
+        session: ModelSession,
+        library: ModelLibrary,
+        paths: Paths,
+        settings: Settings,
+        preferences: Preferences,
+        catalog: Catalog | None,
+        theme: Theme,
+        first_run: bool,
+    ) -> None:
+        super().__init__()
+        self.controller = controller
+        self.session = session
+        self.library = library
+        self.paths = paths
+        self.settings = settings
+        self.preferences = preferences
+        self.catalog = catalog
+        self.theme = theme
+        self.machine: Machine | None = None
+        self._recommended: tuple[DownloadKey, Recommendation] | None = None
+        self.downloads = Downloads(library, paths, self)
+        self.setWindowTitle("slmchat")
+        self.resize(1180, 780)
+        self.setMinimumSize(760, 520)
+
+        self.sidebar = Sidebar()
+        self.model_bar = ModelBar()
+        self.notice = NoticeBar()
+        self.chat_view = ChatView(controller.chat_model, theme)
+        self.empty_state = EmptyState()
+        self.completion_pad = CompletionPad()
+        self.composer = Composer()
+        self.welcome = Welcome(QGuiApplication.windowIcon())
+
+        self.chat_stack = QStackedWidget()
+        for page in (self.empty_state, self.chat_view, self.completion_pad):
+            self.chat_stack.addWidget(page)
+
+        chat_area = QWidget()
+        chat_area.setObjectName("ChatArea")
+        column = QVBoxLayout(chat_area)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.model_bar)
+        notice_row = QHBoxLayout()
+        notice_row.setContentsMargins(16, 10, 16, 0)
+        notice_row.addWidget(self.notice)
+        column.addLayout(notice_row)
+        column.addWidget(self.chat_stack, 1)
+        composer_row = QHBoxLayout()
+        composer_row.setContentsMargins(24, 6, 24, 18)
+        composer_row.addStretch(1)
+        self.composer.setMaximumWidth(COMPOSER_MAX_WIDTH)
+        composer_row.addWidget(self.composer, 100)
+        composer_row.addStretch(1)
+        column.addLayout(composer_row)
+
+        main = QWidget()
+        row = QHBoxLayout(main)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        self.sidebar.setFixedWidth(272)
+        row.addWidget(self.sidebar)
+        row.addWidget(chat_area, 1)
+
+        self.pages = QStackedWidget()
+        self.pages.addWidget(main)
+        self.pages.addWidget(self.welcome)
+        self.setCentralWidget(self.pages)
+        self.toast = Toast(self)
+        self.completion_pad.setContentsMargins(24, 0, 24, 16)
+
+        self._connect()
+        self._shortcuts()
+        self.setTabOrder(self.sidebar.new_button, self.sidebar.search_box)
+        self.setTabOrder(self.sidebar.search_box, self.sidebar.list)
+        self.setTabOrder(self.sidebar.list, self.model_bar.switcher)
+        self.setTabOrder(self.model_bar.switcher, self.composer.editor)
+        self.setTabOrder(self.composer.editor, self.composer.send_button)
+        self.refresh_conversations()
+        self.refresh_models()
+        self._show_chat_page()
+        if first_run:
+            self.pages.setCurrentWidget(self.welcome)
+        else:
+            self.composer.editor.setFocus()
+
+    # --- wiring --------------------------------------------------------------------------
+    def _connect(self) -> None:
+        c, s = self.controller, self.session
+        self.sidebar.new_chat.connect(self.new_chat)
+        self.sidebar.opened.connect(c.open_conversation)
+        self.sidebar.search_changed.connect(self._search)
+        self.sidebar.rename_requested.connect(self._rename)
+        self.sidebar.pin_requested.connect(c.set_pinned)
+        self.sidebar.delete_requested.connect(self._delete)
+        self.composer.submitted.connect(self._submit)
+        self.composer.stop_requested.connect(c.stop)
+        self.completion_pad.continue_requested.connect(c.complete)
+        self.completion_pad.stop_requested.connect(c.stop)
+        self.empty_state.suggestion_chosen.connect(self._suggest)
+        self.chat_view.action.connect(self._message_action)
+        self.model_bar.model_chosen.connect(self.switch_model)
+        self.model_bar.manage_models.connect(self.open_model_manager)
+        self.model_bar.open_settings.connect(self.open_settings)
+        self.model_bar.open_about.connect(self.open_about)
+        self.welcome.start_chat.connect(self._start_from_welcome)
+        self.welcome.download.connect(self._download_recommended)
+        self.downloads.progress.connect(self._welcome_progress)
+        self.downloads.finished.connect(self._downloaded)
+        self.downloads.stopped.connect(self._welcome_stopped)
+
+        c.busy_changed.connect(self.composer.set_busy)
+        c.busy_changed.connect(self.completion_pad.set_busy)
+        c.conversations_changed.connect(self.refresh_conversations)
+        c.conversation_opened.connect(self._conversation_opened)
+        c.error.connect(lambda text: self.notice.show_message(text, error=True))
+        c.notice.connect(self.notice.show_message)
+        c.context_usage.connect(self.composer.set_context_usage)
+        c.search_results.connect(self._search_results)
+        c.completion_text.connect(self.completion_pad.append)
+        c.chat_model.rowsInserted.connect(self._show_chat_page)
+        c.chat_model.modelReset.connect(self._show_chat_page)
+
+        s.loading.connect(self.model_bar.set_loading)
+        s.loaded.connect(self._model_loaded)
+        s.failed.connect(self._model_failed)
+
+    def _shortcuts(self) -> None:
+        bindings = {
+            QKeySequence.StandardKey.New: self.new_chat,
+            QKeySequence.StandardKey.Find: self._focus_search,
+            QKeySequence("Ctrl+K"): self.model_bar.open_switcher,
+            QKeySequence(Qt.Key.Key_Escape): self.controller.stop,
+        }
+        for sequence, slot in bindings.items():
+            shortcut = QShortcut(sequence, self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(slot)
+
+    # --- conversations -------------------------------------------------------------------
+    def new_chat(self) -> None:
+        self.pages.setCurrentIndex(0)
+        self.composer.cancel_edit()
+        self.controller.new_chat()
+        self.composer.editor.setFocus()
+
+    def refresh_conversations(self) -> None:
+        if self.sidebar.search_text():
+            return  # the results stay until the search box is cleared
+        self.sidebar.set_conversations(self.controller.conversations(), self.controller.conversation_id)
+
+    def _conversation_opened(self, conversation: object) -> None:
+        self.composer.cancel_edit()
+        self.refresh_conversations()
+        self._show_chat_page()
+
+    def _show_chat_page(self) -> None:
+        if self.session.info is not None and not self.session.info.is_chat:
+            self.chat_stack.setCurrentWidget(self.completion_pad)
+            self.composer.hide()
+            return
+        self.composer.show()
+        empty = self.controller.chat_model.rowCount() == 0
+        self.chat_stack.setCurrentWidget(self.empty_state if empty else self.chat_view)
+
+    def _focus_search(self) -> None:
+        self.pages.setCurrentIndex(0)
+        self.sidebar.search_box.setFocus()
+        self.sidebar.search_box.selectAll()
+
+    def _search(self, text: str) -> None:
+        if text:
+            self.controller.search(text)
+        else:
+            self.refresh_conversations()
+
+    def _search_results(self, query: str, hits: list) -> None:
+        if query == self.sidebar.search_text():
+            self.sidebar.set_search_results(hits)
+
+    def _rename(self, conversation_id: int) -> None:
+        current = self.controller.store.conversation(conversation_id).title
+        title, ok = QInputDialog.getText(self, "Rename chat", "New name:", text=current)
+        if ok and title.strip():
+            self.controller.rename(conversation_id, title)
+
+    def _delete(self, conversation_id: int) -> None:
+        conversation = self.controller.trash(conversation_id)
+        title = conversation.title or "the chat"
+        self.toast.show_message(f"Deleted “{title[:40]}”", lambda: self.controller.restore(conversation_id))
+
+    def _submit(self, text: str) -> None:
+        editing = self.composer.editing
+        self.composer.cancel_edit()
+        if editing is not None:
+            self.controller.edit_and_resend(editing, text)
+        else:
+            self.controller.send(text)
+
+    def _suggest(self, prompt: str) -> None:
+        self.composer.editor.setPlainText(prompt)
+        self.composer.editor.setFocus()
+
+    def _message_action(self, row: int, action: str, argument: str) -> None:
+        message = self.controller.chat_model.message(row)
+        if action == Action.COPY.value:
+            QGuiApplication.clipboard().setText(message.text)
+            self.toast.show_message("Copied")
+        elif action == Action.COPY_CODE.value:
+            QGuiApplication.clipboard().setText(argument)
+            self.toast.show_message("Code copied")
+        elif action == Action.REGENERATE.value:
+            self.controller.regenerate(message.id)
+        elif action == Action.CONTINUE.value:
+            self.controller.continue_reply(message.id)
+        elif action == Action.EDIT.value:
+            self.composer.begin_edit(message.id, message.text)
+        elif action in (Action.PREVIOUS.value, Action.NEXT.value):
+            self.controller.switch_branch(message.id, -1 if action == Action.PREVIOUS.value else 1)
+        elif action == Action.LINK.value:
+            QDesktopServices.openUrl(QUrl(argument))
+
+    # --- models --------------------------------------------------------------------------
+    def refresh_models(self) -> None:
+        models = self.library.list()
+        n_ctx = self.preferences.context_size
+        current = self.session.request.model_id if self.session.request else None
+        self.model_bar.set_models(model_choices(models, self.machine, n_ctx, self.catalog), current)
+        starter = next((m for m in models if m.source.value == "starter" and m.usable), None)
+        self.welcome.set_starter(display_name(starter, self.catalog) if starter else None)
+
+    def engine_config(self, model: LibraryModel) -> EngineConfig:
+        return EngineConfig(
+            model_path=model.path,
+            n_ctx=self.preferences.context_size,
+            n_threads=self.settings.n_threads,
+            n_gpu_layers=self.preferences.gpu_layers,
+            overflow=self.preferences.overflow,
+        )
+
+    def load_default_model(self) -> None:
+        """The model chosen in the settings, else the starter, else the first usable one."""
+        usable = [m for m in self.library.list() if m.usable]
+        wanted = self.settings.default_model
+        model = next((m for m in usable if wanted and str(m.path) == wanted), None)
+        model = model or next((m for m in usable if m.source.value == "starter"), None)
+        model = model or (usable[0] if usable else None)
+        if model is not None:
+            self.switch_model(model.id)
+        else:
+            self.model_bar.set_unloaded("No model yet")
+
+    def set_machine(self, machine: Machine) -> None:
+        """The hardware facts arrive after start-up (detection runs off the GUI thread)."""
+        self.machine = machine
+        self.refresh_models()
+        self._recommended = self._recommendation()
+        self.welcome.set_recommendation(self._recommended[1] if self._recommended else None)
+
+    def _recommendation(self) -> tuple[DownloadKey, Recommendation] | None:
+        """The best catalog chat model for this machine, unless the user has it already."""
+        if self.catalog is None or self.machine is None:
+            return None
+        try:
+            entry = self.catalog.recommend(self.machine)
+        except SlmchatError:
+            return None
+        file = entry.default_file
+        if file is None or file.repo is None or self.library.find_download(file.repo, file.file):
+            return None
+        fit = entry_fit(entry, self.machine)
+        rec = Recommendation(
+            model_id=entry.id, name=entry.display_name, good_for=entry.description,
+            size=f"{format_size(file.best_size)} download" if file.best_size else "",
+            fit=fit.label.text if fit else "", fit_key=fit.label.value if fit else "",
+            reason=fit.reason if fit else "", sha256=file.sha256 or "",
+        )
+        return DownloadKey(file.repo, file.file), rec
+
+    def _download_recommended(self) -> None:
+        if self._recommended is not None:
+            key, rec = self._recommended
+            self.downloads.start(key, rec.sha256 or None)
+            self.welcome.set_download_progress(0.0, "Starting…")
+
+    def _welcome_progress(self, key: DownloadKey, progress: DownloadProgress) -> None:
+        if self._recommended is not None and key == self._recommended[0]:
+            self.welcome.set_download_progress(progress.fraction, describe_progress(progress))
+
+    def _welcome_stopped(self, key: DownloadKey, text: str, paused: bool) -> None:
+        if self._recommended is not None and key == self._recommended[0]:
+            self.welcome.set_download_progress(None, "Paused." if paused else text)
+
+    def _downloaded(self, key: DownloadKey, model: LibraryModel) -> None:
+        """A finished download joins the switcher; the welcome's download opens a chat with it."""
+        self.refresh_models()
+        if self._recommended is not None and key == self._recommended[0]:
+            self.welcome.set_download_progress(None, "Downloaded.")
+            if self.pages.currentWidget() is self.welcome or self.session.request is None:
+                self.pages.setCurrentIndex(0)
+                self.switch_model(model.id)
+                self.new_chat()
+
+    def switch_model(self, model_id: str) -> None:
+        """Load another model; the open conversation stays and continues with it."""
+        try:
+            model = self.library.get(model_id)
+        except Exception as error:
+            self.notice.show_message(user_message(error, None), error=True)
+            return
+        if not model.usable:
+            self.notice.show_message(model.problem or "This model file can't be used.", error=True)
+            return
+        self.controller.stop()
+        self.model_bar.select(model_id)
+        self.session.load(LoadRequest(model.id, display_name(model, self.catalog), self.engine_config(model)))
+        self.controller.set_conversation_model(model.id)
+
+    def _model_loaded(self, info: ModelInfo) -> None:
+        detail = (f"{info.name}: {info.quantization}, context {info.n_ctx:,} tokens, "
+                  f"{info.n_threads} threads, {info.n_gpu_layers} layers on the GPU")
+        self.model_bar.set_ready(info.backend, detail)
+        self._show_chat_page()
+        if self.machine is not None and self.machine.backend is not Backend.CPU and info.backend == "CPU":
+            self.notice.show_message(
+                "The graphics card could not be used for this model, so it runs on the processor. "
+                "Replies will be slower."
+            )
+
+    def _model_failed(self, model_id: str, error: Exception) -> None:
+        self.model_bar.set_unloaded("Not loaded")
+        self.notice.show_message(user_message(error, self.controller.log_file), error=True)
+
+    def _start_from_welcome(self) -> None:
+        self.pages.setCurrentIndex(0)
+        starter = next((m for m in self.library.list() if m.source.value == "starter" and m.usable), None)
+        if starter is not None and self.session.request is None:
+            self.switch_model(starter.id)
+        self.new_chat()
+
+    def apply_settings(self, settings: Settings, preferences: Preferences) -> None:
+        """Take saved settings into use: theme and text size now, engine options by reloading."""
+        engine_changed = (
+            (preferences.context_size, preferences.overflow, preferences.gpu_layers, settings.n_threads)
+            != (self.preferences.context_size, self.preferences.overflow, self.preferences.gpu_layers,
+                self.settings.n_threads)
+        )
+        self.settings, self.preferences = settings, preferences
+        self.theme = themes.resolve(settings.theme)
+        themes.apply(QApplication.instance(), self.theme, preferences.font_size)
+        self.chat_view.set_theme(self.theme)
+        self.chat_view.refresh_layouts()
+        if engine_changed and self.session.request is not None:
+            self.switch_model(self.session.request.model_id)
+
+    # --- dialogs (imported when first opened: start-up stays quick) ------------------------
+    def open_model_manager(self) -> None:
+        from slmchat.gui.model_manager import open_model_manager
+
+        open_model_manager(self)
+
+    def open_settings(self) -> None:
+        from slmchat.gui.settings_dialog import open_settings
+
+        open_settings(self)
+
+    def open_about(self) -> None:
+        from slmchat.gui.about import AboutDialog
+
+        build = self.session.info.extra.get("llama_build", "") if self.session.info else ""
+        AboutDialog(self, build).exec()
+
+    # --- Qt events -----------------------------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.toast.isVisible():
+            self.toast.move((self.width() - self.toast.width()) // 2, self.height() - self.toast.height() - 90)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.downloads.cancel_all()
+        self.controller.shut_down()
+        self.session.close()
+        super().closeEvent(event)

@@ -1,0 +1,70 @@
+"""The user's models as the switcher lists them: display names and fit labels for this machine."""
+
+from __future__ import annotations
+
+from slmchat.core import hardware
+from slmchat.core.catalog import RECOMMEND_CONTEXT, Catalog, CatalogEntry
+from slmchat.core.library import LibraryModel, ModelSource
+from slmchat.gui.model_bar import ModelChoice
+
+FIT_PROPERTY = {  # FitLabel value -> the `fit` property style.qss colours
+    hardware.FitLabel.FITS.value: "fits",
+    hardware.FitLabel.MAY_BE_SLOW.value: "slow",
+    hardware.FitLabel.WONT_FIT.value: "nofit",
+}
+
+
+def catalog_entry(model: LibraryModel, catalog: Catalog | None) -> CatalogEntry | None:
+    """The catalog entry a model file came from (a download of it, or the bundled starter)."""
+    if catalog is None:
+        return None
+    if model.repo_id and model.filename:
+        found = catalog.find_file(model.repo_id, model.filename)
+        return found[0] if found else None
+    if model.source is ModelSource.STARTER:
+        return next((e for e in catalog if e.bundled_file and e.bundled_file.file == model.path.name), None)
+    return None
+
+
+def display_name(model: LibraryModel, catalog: Catalog | None = None) -> str:
+    """The catalog's name when the file is from the catalog, else the GGUF's own name."""
+    entry = catalog_entry(model, catalog)
+    if entry is not None:
+        return entry.display_name
+    name = model.info.name if model.info and model.info.name else model.path.stem
+    if model.info and model.info.quantization and model.info.quantization not in name:
+        name = f"{name} ({model.info.quantization})"
+    return name
+
+
+def model_fit(model: LibraryModel, machine: hardware.Machine, n_ctx: int) -> hardware.Fit | None:
+    if model.info is None:
+        return None
+    context = min(n_ctx, model.info.context_length or n_ctx)
+    return hardware.fit(hardware.estimate_memory(model.info, context), machine)
+
+
+def model_choices(models: list[LibraryModel], machine: hardware.Machine | None, n_ctx: int,
+                  catalog: Catalog | None = None) -> list[ModelChoice]:
+    """One entry per model; fit labels once the machine is known (it is detected off the GUI thread)."""
+    choices = []
+    for model in models:
+        if model.info is None:
+            choices.append(ModelChoice(model.id, display_name(model, catalog), "Can't be used",
+                                       model.problem or "", usable=False))
+            continue
+        fit = model_fit(model, machine, n_ctx) if machine else None
+        origin = "comes with slmchat" if model.source is ModelSource.STARTER else model.source.value
+        detail = f"{model.info.file_size / 1e9:.2f} GB file, {origin}."
+        if fit is not None:
+            detail += f" {fit.reason}"
+        choices.append(ModelChoice(model.id, display_name(model, catalog), fit.label.text if fit else "", detail))
+    return choices
+
+
+def entry_fit(entry: CatalogEntry, machine: hardware.Machine | None) -> hardware.Fit | None:
+    shape = entry.model_shape()
+    if machine is None or shape is None:
+        return None
+    n_ctx = min(RECOMMEND_CONTEXT, entry.context_length or RECOMMEND_CONTEXT)
+    return hardware.fit(hardware.estimate_memory(shape, n_ctx), machine)

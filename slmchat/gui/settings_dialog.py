@@ -1,0 +1,263 @@
+"""Settings: this chat's persona and sampling, model memory and threads, appearance, data folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slmchat.core.generation import GenerationSettings, OverflowPolicy
+from slmchat.gui.preferences import Preferences
+from slmchat.gui.theme import ThemeChoice
+from slmchat.settings import Settings, read_data_folder, save_settings, write_data_folder
+
+if TYPE_CHECKING:
+    from slmchat.gui.main_window import MainWindow
+
+AUTOMATIC = "Automatic"
+
+
+def _spin(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setDecimals(decimals)
+    return box
+
+
+def _int_spin(low: int, high: int, step: int = 1, automatic: bool = False) -> QSpinBox:
+    """With `automatic`, the lowest value reads "Automatic" and means None."""
+    box = QSpinBox()
+    box.setRange(low - 1 if automatic else low, high)
+    box.setSingleStep(step)
+    if automatic:
+        box.setSpecialValueText(AUTOMATIC)
+    return box
+
+
+def _note(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setProperty("role", "muted")
+    label.setWordWrap(True)
+    return label
+
+
+class SettingsDialog(QDialog):
+    """Edits copies of the settings; `apply()` stores them and tells the window what changed."""
+
+    def __init__(self, window: "MainWindow") -> None:
+        super().__init__(window)
+        self.window_ = window
+        self.setWindowTitle("Settings")
+        self.resize(620, 560)
+        store = window.controller.store
+        conversation_id = window.controller.conversation_id
+        self.conversation = store.conversation(conversation_id) if conversation_id is not None else None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(20, 16, 20, 16)
+        tabs = QTabWidget()
+        layout.addWidget(tabs, 1)
+        tabs.addTab(self._chat_tab(), "This chat" if self.conversation else "New chats")
+        tabs.addTab(self._model_tab(), "Model and memory")
+        tabs.addTab(self._appearance_tab(), "Appearance")
+        tabs.addTab(self._data_tab(), "Data")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    # --- tabs ----------------------------------------------------------------------------
+    def _chat_tab(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        settings = self.window_.settings
+        if self.conversation is not None:
+            form.addRow(_note("These apply to the open chat. New chats use the defaults below them."))
+        self.persona = QComboBox()
+        self.persona.addItem("None", None)
+        for persona in self.window_.controller.store.personas():
+            self.persona.addItem(persona.name, persona.id)
+        self.persona.setCurrentIndex(max(0, self.persona.findData(
+            self.conversation.persona_id if self.conversation else settings.default_persona_id)))
+        self.persona.activated.connect(self._persona_chosen)
+        save_persona = QPushButton("Save as persona…")
+        save_persona.clicked.connect(self._save_persona)
+        row = QHBoxLayout()
+        row.addWidget(self.persona, 1)
+        row.addWidget(save_persona)
+        form.addRow("Persona", row)
+        self.system_prompt = QPlainTextEdit()
+        self.system_prompt.setPlaceholderText("How the model should behave, e.g. “Answer briefly and kindly.”")
+        self.system_prompt.setPlainText(self.conversation.system_prompt if self.conversation
+                                        else self.window_.controller.default_system_prompt)
+        self.system_prompt.setMaximumHeight(110)
+        form.addRow("System prompt", self.system_prompt)
+        sampling = (self.conversation.settings if self.conversation and self.conversation.settings
+                    else settings.generation)
+        self.temperature = _spin(0.0, 2.0, 0.05)
+        self.temperature.setValue(sampling.temperature)
+        self.top_p = _spin(0.0, 1.0, 0.01)
+        self.top_p.setValue(sampling.top_p)
+        self.top_k = _int_spin(0, 1000)
+        self.top_k.setValue(sampling.top_k)
+        self.min_p = _spin(0.0, 1.0, 0.01)
+        self.min_p.setValue(sampling.min_p)
+        self.repeat_penalty = _spin(1.0, 2.0, 0.01)
+        self.repeat_penalty.setValue(sampling.repeat_penalty)
+        self.max_tokens = _int_spin(16, 32768, 64)
+        self.max_tokens.setValue(sampling.max_tokens)
+        form.addRow("Creativity (temperature)", self.temperature)
+        form.addRow("Top P", self.top_p)
+        form.addRow("Top K", self.top_k)
+        form.addRow("Min P", self.min_p)
+        form.addRow("Repeat penalty", self.repeat_penalty)
+        form.addRow("Longest reply (tokens)", self.max_tokens)
+        return page
+
+    def _model_tab(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        preferences = self.window_.preferences
+        self.context_size = _int_spin(512, 131072, 512)
+        self.context_size.setValue(preferences.context_size)
+        form.addRow("Conversation memory (tokens)", self.context_size)
+        form.addRow(_note("More memory lets the model see longer chats, and needs more RAM. "
+                          "The model's own limit and your RAM cap it."))
+        self.overflow = QComboBox()
+        self.overflow.addItem("Leave out the oldest messages", OverflowPolicy.TRIM)
+        self.overflow.addItem("Stop and tell me", OverflowPolicy.REFUSE)
+        self.overflow.setCurrentIndex(self.overflow.findData(preferences.overflow))
+        form.addRow("When a chat gets too long", self.overflow)
+        self.gpu_layers = _int_spin(0, 999, automatic=True)
+        self.gpu_layers.setValue(self.gpu_layers.minimum() if preferences.gpu_layers is None else preferences.gpu_layers)
+        form.addRow("Layers on the graphics card", self.gpu_layers)
+        self.threads = _int_spin(1, 256, automatic=True)
+        n_threads = self.window_.settings.n_threads
+        self.threads.setValue(self.threads.minimum() if n_threads is None else n_threads)
+        form.addRow("Processor threads", self.threads)
+        form.addRow(_note("Changes here load the model again."))
+        return page
+
+    def _appearance_tab(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.theme = QComboBox()
+        for label, choice in (("Follow the system", ThemeChoice.SYSTEM), ("Light", ThemeChoice.LIGHT),
+                              ("Dark", ThemeChoice.DARK)):
+            self.theme.addItem(label, choice.value)
+        self.theme.setCurrentIndex(max(0, self.theme.findData(self.window_.settings.theme)))
+        form.addRow("Theme", self.theme)
+        self.font_size = _spin(8.0, 24.0, 0.5, decimals=1)
+        self.font_size.setValue(self.window_.preferences.font_size)
+        form.addRow("Text size (points)", self.font_size)
+        return page
+
+    def _data_tab(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        paths = self.window_.paths
+        self.data_folder = QLineEdit(str(read_data_folder(paths) or paths.data))
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.data_folder, 1)
+        row.addWidget(browse)
+        form.addRow("Data folder", row)
+        form.addRow(_note("Chats and models live here. A new folder is used from the next start; "
+                          "move the files yourself to take them along."))
+        return page
+
+    # --- actions -------------------------------------------------------------------------
+    def _persona_chosen(self) -> None:
+        persona_id = self.persona.currentData()
+        if persona_id is None:
+            return
+        persona = self.window_.controller.store.persona(persona_id)
+        self.system_prompt.setPlainText(persona.system_prompt)
+        if persona.settings is not None:
+            self._show_sampling(persona.settings)
+
+    def _show_sampling(self, sampling: GenerationSettings) -> None:
+        self.temperature.setValue(sampling.temperature)
+        self.top_p.setValue(sampling.top_p)
+        self.top_k.setValue(sampling.top_k)
+        self.min_p.setValue(sampling.min_p)
+        self.repeat_penalty.setValue(sampling.repeat_penalty)
+        self.max_tokens.setValue(sampling.max_tokens)
+
+    def _save_persona(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save as persona", "Name:")
+        if ok and name.strip():
+            persona = self.window_.controller.store.add_persona(
+                name.strip(), self.system_prompt.toPlainText().strip(), self.sampling())
+            self.persona.addItem(persona.name, persona.id)
+            self.persona.setCurrentIndex(self.persona.count() - 1)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Data folder", self.data_folder.text())
+        if folder:
+            self.data_folder.setText(folder)
+
+    # --- results -------------------------------------------------------------------------
+    def sampling(self) -> GenerationSettings:
+        return dataclasses.replace(
+            self.window_.settings.generation,
+            temperature=self.temperature.value(), top_p=self.top_p.value(), top_k=self.top_k.value(),
+            min_p=self.min_p.value(), repeat_penalty=self.repeat_penalty.value(),
+            max_tokens=self.max_tokens.value(),
+        )
+
+    def new_settings(self) -> Settings:
+        threads = None if self.threads.value() == self.threads.minimum() else self.threads.value()
+        changes: dict = {"theme": self.theme.currentData(), "n_threads": threads}
+        if self.conversation is None:
+            changes["generation"] = self.sampling()
+            changes["default_persona_id"] = self.persona.currentData()
+        return dataclasses.replace(self.window_.settings, **changes)
+
+    def new_preferences(self) -> Preferences:
+        gpu = None if self.gpu_layers.value() == self.gpu_layers.minimum() else self.gpu_layers.value()
+        return Preferences(font_size=self.font_size.value(), context_size=self.context_size.value(),
+                           overflow=self.overflow.currentData(), gpu_layers=gpu)
+
+    def save(self) -> None:
+        """Store everything, then let the window apply what changed."""
+        store = self.window_.controller.store
+        settings, preferences = self.new_settings(), self.new_preferences()
+        save_settings(store, settings)
+        preferences.save(store)
+        system_prompt = self.system_prompt.toPlainText().strip()
+        if self.conversation is not None:
+            self.window_.controller.update_conversation_settings(system_prompt, self.sampling())
+        else:
+            self.window_.controller.default_system_prompt = system_prompt
+            self.window_.controller.default_settings = settings.generation
+        folder = Path(self.data_folder.text().strip()).expanduser()
+        if folder != self.window_.paths.data:
+            write_data_folder(self.window_.paths, folder)
+        self.window_.apply_settings(settings, preferences)
+
+
+def open_settings(window: "MainWindow") -> None:
+    dialog = SettingsDialog(window)
+    if dialog.exec() == QDialog.DialogCode.Accepted:
+        dialog.save()

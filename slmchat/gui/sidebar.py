@@ -1,0 +1,192 @@
+"""The sidebar: New chat, search, and the conversation list grouped by when it was last used."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from PySide6.QtCore import QPoint, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QFrame,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slmchat.core.store_records import Conversation, SearchHit
+
+SEARCH_DELAY_MS = 250
+HIGHLIGHT = ("\x02", "\x03")  # marks the store wraps matched words in; turned into <b> here
+_CONVERSATION = Qt.ItemDataRole.UserRole + 1
+_MESSAGE = Qt.ItemDataRole.UserRole + 2
+
+
+def group_name(conversation: Conversation, now: datetime) -> str:
+    """Pinned first, then Today / Previous 7 days / Older by last use, in local time."""
+    if conversation.pinned:
+        return "Pinned"
+    local_day = conversation.updated.astimezone(now.tzinfo).date()
+    if local_day >= now.date():
+        return "Today"
+    if local_day >= (now - timedelta(days=7)).date():
+        return "Previous 7 days"
+    return "Older"
+
+
+def snippet_html(snippet: str) -> str:
+    """A search snippet as safe rich text, matched words in bold."""
+    start, end = HIGHLIGHT
+    return html.escape(snippet).replace(start, "<b>").replace(end, "</b>").replace("\n", " ")
+
+
+class Sidebar(QFrame):
+    """Lists conversations, or search results while the search box has text."""
+
+    new_chat = Signal()
+    opened = Signal(int, object)  # conversation id, message id (a search hit) or None
+    search_changed = Signal(str)
+    rename_requested = Signal(int)
+    pin_requested = Signal(int, bool)
+    delete_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Sidebar")
+        self.setMinimumWidth(220)
+        self.setMaximumWidth(360)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 12, 10, 10)
+        layout.setSpacing(8)
+
+        self.new_button = QPushButton("+  New chat")
+        self.new_button.setProperty("primary", True)
+        self.new_button.setAccessibleName("New chat")
+        self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
+        self.new_button.clicked.connect(self.new_chat)
+        layout.addWidget(self.new_button)
+
+        self.search_box = QLineEdit()
+        self.search_box.setPlaceholderText("Search chats")
+        self.search_box.setAccessibleName("Search conversations")
+        self.search_box.setClearButtonEnabled(True)
+        self.search_box.setToolTip("Search every conversation (Ctrl+F)")
+        layout.addWidget(self.search_box)
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(lambda: self.search_changed.emit(self.search_text()))
+        self.search_box.textChanged.connect(lambda _text: self._search_timer.start())
+
+        self.list = QListWidget()
+        self.list.setObjectName("ConversationList")
+        self.list.setAccessibleName("Conversations")
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
+        self.list.itemActivated.connect(self._activate)
+        self.list.itemClicked.connect(self._activate)
+        layout.addWidget(self.list, 1)
+
+        self.empty_label = QLabel("No conversations yet.")
+        self.empty_label.setProperty("role", "muted")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        layout.addWidget(self.empty_label)
+        self.empty_label.hide()
+        self._pinned: dict[int, bool] = {}
+
+    def search_text(self) -> str:
+        return self.search_box.text().strip()
+
+    # --- filling ---------------------------------------------------------------------------
+    def _header(self, text: str) -> None:
+        item = QListWidgetItem(text.upper())
+        item.setFlags(Qt.ItemFlag.NoItemFlags)
+        font = item.font()
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.8))
+        font.setBold(True)
+        item.setFont(font)
+        item.setForeground(self.palette().placeholderText())
+        item.setSizeHint(QSize(0, 30))
+        self.list.addItem(item)
+
+    def set_conversations(self, conversations: Sequence[Conversation], current_id: int | None,
+                          now: datetime | None = None) -> None:
+        """Show `conversations` (already newest first, pinned first) under their group names."""
+        now = now or datetime.now().astimezone()
+        self.list.clear()
+        self._pinned = {c.id: c.pinned for c in conversations}
+        group = None
+        for conversation in conversations:
+            name = group_name(conversation, now)
+            if name != group:
+                self._header(name)
+                group = name
+            item = QListWidgetItem(conversation.title or "New chat")
+            item.setData(_CONVERSATION, conversation.id)
+            item.setToolTip(conversation.title)
+            item.setSizeHint(QSize(0, 34))
+            self.list.addItem(item)
+            if conversation.id == current_id:
+                self.list.setCurrentItem(item)
+        self.empty_label.setText("No conversations yet.")
+        self.empty_label.setVisible(not conversations)
+
+    def set_search_results(self, hits: Sequence[SearchHit]) -> None:
+        self.list.clear()
+        for hit in hits:
+            item = QListWidgetItem()
+            item.setData(_CONVERSATION, hit.conversation_id)
+            item.setData(_MESSAGE, hit.message_id)
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{hit.conversation_title}: {hit.snippet}")
+            label = QLabel(
+                f"<b>{html.escape(hit.conversation_title or 'New chat')}</b><br>"
+                f"<span style='font-size:small'>{snippet_html(hit.snippet)}</span>"
+            )
+            label.setWordWrap(True)
+            label.setTextFormat(Qt.TextFormat.RichText)
+            label.setContentsMargins(10, 6, 10, 6)
+            label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            item.setSizeHint(QSize(0, label.sizeHint().height() + 16))
+            self.list.addItem(item)
+            self.list.setItemWidget(item, label)
+        self.empty_label.setText("Nothing found.")
+        self.empty_label.setVisible(not hits)
+
+    def select(self, conversation_id: int | None) -> None:
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(_CONVERSATION) == conversation_id and item.data(_MESSAGE) is None:
+                self.list.setCurrentItem(item)
+                return
+        self.list.clearSelection()
+
+    # --- user intent ------------------------------------------------------------------------
+    def _activate(self, item: QListWidgetItem) -> None:
+        conversation_id = item.data(_CONVERSATION)
+        if conversation_id is not None:
+            self.opened.emit(conversation_id, item.data(_MESSAGE))
+
+    def _context_menu(self, pos: QPoint) -> None:
+        item = self.list.itemAt(pos)
+        if item is None or item.data(_CONVERSATION) is None:
+            return
+        conversation_id: int = item.data(_CONVERSATION)
+        pinned = self._pinned.get(conversation_id, False)
+        menu = QMenu(self)
+        rename = QAction("Rename…", menu)
+        rename.triggered.connect(lambda: self.rename_requested.emit(conversation_id))
+        pin = QAction("Unpin" if pinned else "Pin to top", menu)
+        pin.triggered.connect(lambda: self.pin_requested.emit(conversation_id, not pinned))
+        delete = QAction("Delete", menu)
+        delete.triggered.connect(lambda: self.delete_requested.emit(conversation_id))
+        menu.addActions([rename, pin])
+        menu.addSeparator()
+        menu.addAction(delete)
+        menu.popup(self.list.viewport().mapToGlobal(pos))

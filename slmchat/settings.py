@@ -1,0 +1,75 @@
+"""User settings: a dataclass persisted in the conversation database, plus the one setting that
+cannot live there — where the data folder (and so the database) is — in a small config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmchat.core.generation import GenerationSettings
+from slmchat.core.store import Reader, Store
+from slmchat.core.store_records import settings_from_dict
+from slmchat.paths import Paths
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user chose in the settings dialog. Defaults are what a fresh install uses."""
+
+    theme: str = "system"  # "system", "light" or "dark"
+    default_model: str = ""  # path of the model to load at start-up; "" = the starter model
+    default_persona_id: int | None = None
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    send_on_enter: bool = True  # Enter sends, Shift+Enter adds a line (else Ctrl+Enter sends)
+    show_stats: bool = True  # tokens/s and token counts under each reply
+    n_threads: int | None = None  # None: decided from the hardware
+
+
+def load_settings(reader: Reader) -> Settings:
+    """The stored settings; missing keys take their defaults, unknown keys (from a newer
+    version) are ignored, so settings never stop the app from starting."""
+    stored = reader.read_settings()
+    values: dict[str, Any] = {}
+    for setting in dataclasses.fields(Settings):
+        if setting.name not in stored:
+            continue
+        value = stored[setting.name]
+        if setting.name == "generation":
+            value = settings_from_dict(value)
+        values[setting.name] = value
+    return Settings(**values)
+
+
+def save_settings(store: Store, settings: Settings) -> None:
+    store.write_settings(dataclasses.asdict(settings))
+
+
+def config_path(paths: Paths) -> Path:
+    return paths.config / CONFIG_FILE
+
+
+def read_data_folder(paths: Paths) -> Path | None:
+    """The data folder the user moved their data to, or None for the default one."""
+    try:
+        folder = json.loads(config_path(paths).read_text(encoding="utf-8")).get("data_folder")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+    return Path(folder) if folder else None
+
+
+def write_data_folder(paths: Paths, folder: Path | None) -> None:
+    """Remember (or, with None, forget) a chosen data folder; written atomically."""
+    target = config_path(paths)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(
+        json.dumps({"data_folder": None if folder is None else str(folder)}), encoding="utf-8"
+    )
+    os.replace(temporary, target)

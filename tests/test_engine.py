@@ -1,0 +1,242 @@
+"""The engine in-process on the real SmolLM2 and Gemma 3 GGUFs: streaming, cancel, KV reuse, context."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from slmchat.core.engine import Engine
+from slmchat.core.errors import ContextFull, ModelFileDamaged, ModelFileMissing, NotAChatModel, NotAGGUF
+from slmchat.core.generation import (
+    ChatMessage,
+    EngineConfig,
+    FinishReason,
+    GenerationSettings,
+    OverflowPolicy,
+    Role,
+)
+
+GREEDY = GenerationSettings(temperature=0, max_tokens=100)
+SYSTEM = ChatMessage(Role.SYSTEM, "You are terse.")
+ASSISTANT_ROLE = ChatMessage(Role.SYSTEM, "You are a helpful assistant.")
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_path: Path) -> Iterator[Engine]:
+    with Engine(EngineConfig(smollm2_path, n_ctx=1024, n_threads=2)) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def small_context(smollm2_path: Path) -> Iterator[Engine]:
+    with Engine(EngineConfig(smollm2_path, n_ctx=256, n_threads=2)) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def gemma(gemma_path: Path) -> Iterator[Engine]:
+    with Engine(EngineConfig(gemma_path, n_ctx=512, n_threads=2)) as engine:
+        yield engine
+
+
+def user(text: str) -> ChatMessage:
+    return ChatMessage(Role.USER, text)
+
+
+def long_history(turns: int) -> list[ChatMessage]:
+    history = [SYSTEM]
+    for i in range(turns):
+        history += [user(f"Tell me fact number {i} about the sea, in detail please."),
+                    ChatMessage(Role.ASSISTANT, f"Fact {i}: the sea is large, salty and full of life.")]
+    return history + [user("Thanks. Say bye.")]
+
+
+# --- chatting -----------------------------------------------------------------------------------
+def test_smollm2_chats_with_its_own_template(smollm2: Engine) -> None:
+    assert smollm2.info.is_chat
+    assert smollm2.info.template_source == "model"
+    assert "<|im_start|>" in (smollm2.info.chat_template or "")
+    reply = smollm2.stream_chat([ASSISTANT_ROLE, user("What is the capital of France?")], GREEDY).read()
+    assert "Paris" in reply
+
+
+def test_prompt_matches_llama_cpps_own_rendering_of_the_template(smollm2: Engine) -> None:
+    chat = [SYSTEM, user("Hi"), ChatMessage(Role.ASSISTANT, "Hello!"), user("Bye")]
+    # llama.cpp's built-in (non-Jinja) implementation of the same ChatML template, as reference.
+    c_messages = (llama_cpp.llama_chat_message * len(chat))(
+        *(llama_cpp.llama_chat_message(m.role.value.encode(), m.content.encode()) for m in chat))
+    buffer = ctypes.create_string_buffer(4096)
+    size = llama_cpp.llama_chat_apply_template(
+        (smollm2.info.chat_template or "").encode(), c_messages, len(chat), True, buffer, len(buffer))
+    reference = buffer.raw[:size].decode()
+    assert smollm2.fit(chat).tokens == smollm2.tokenize(reference, add_special=False, parse_special=True)
+
+
+def test_reply_streams_piece_by_piece_and_reports_why_it_ended(smollm2: Engine) -> None:
+    generation = smollm2.stream_chat([user("Write a long poem about the sea.")],
+                                     GenerationSettings(max_tokens=24, seed=7))
+    pieces = list(generation)
+    stats = generation.stats
+    assert len(pieces) > 5 and "".join(pieces) == generation.text
+    assert stats.finish_reason in (FinishReason.LENGTH, FinishReason.DONE)
+    assert stats.completion_tokens <= 24
+    assert stats.time_to_first_token_s > 0 and stats.decode_tokens_per_s > 0
+    assert stats.prompt_evaluated + stats.prompt_reused == stats.prompt_tokens
+
+
+def test_same_seed_gives_the_same_reply(smollm2: Engine) -> None:
+    settings = GenerationSettings(max_tokens=16, seed=1234, temperature=1.0)
+    ask = [user("Invent a name for a cat.")]
+    assert smollm2.stream_chat(ask, settings).read() == smollm2.stream_chat(ask, settings).read()
+
+
+def test_cancel_from_another_thread_stops_within_one_token(smollm2: Engine) -> None:
+    cancel = threading.Event()
+    generation = smollm2.stream_chat([user("Count from one to five hundred in words.")],
+                                     GenerationSettings(max_tokens=400, temperature=0), cancel)
+    decoded_when_cancelled: list[int] = []
+
+    def stop() -> None:
+        decoded_when_cancelled.append(smollm2.counters().decoded)
+        cancel.set()
+
+    for count, _piece in enumerate(generation):
+        if count == 5:
+            stopper = threading.Thread(target=stop)
+            stopper.start()
+            stopper.join()
+    assert generation.stats.finish_reason is FinishReason.STOPPED
+    # llama.cpp's own decode counter: at most the decode already running when Stop came.
+    assert smollm2.counters().decoded - decoded_when_cancelled[0] <= 1
+
+
+def test_closing_a_reply_early_marks_it_stopped(smollm2: Engine) -> None:
+    generation = smollm2.stream_chat([user("Tell me a story.")], GenerationSettings(max_tokens=200))
+    next(generation)
+    generation.close()
+    assert generation.stats.finish_reason is FinishReason.STOPPED
+    assert generation.text
+
+
+# --- KV cache reuse ---------------------------------------------------------------------------
+def test_turn_two_evaluates_only_its_new_tokens(smollm2: Engine) -> None:
+    history = [SYSTEM, user("What is the capital of France?")]
+    first = smollm2.stream_chat(history, GREEDY)
+    first.read()
+    assert first.stats.finish_reason is FinishReason.DONE  # its end token is the next turn's first
+    history += [ChatMessage(Role.ASSISTANT, first.text), user("And why?")]
+    second = smollm2.stream_chat(history, GREEDY)
+    second.read()
+    # The text turn 2 adds after the reply, tokenized on its own.
+    added = "<|im_end|>\n<|im_start|>user\nAnd why?<|im_end|>\n<|im_start|>assistant\n"
+    new_tokens = len(smollm2.tokenize(added, add_special=False, parse_special=True))
+    evaluated_by_llama = smollm2.counters().prompt_evaluated  # llama_perf_context n_p_eval
+    assert evaluated_by_llama == new_tokens == second.stats.prompt_evaluated
+    assert second.stats.prompt_reused == second.stats.prompt_tokens - new_tokens
+
+
+def test_asking_again_reuses_the_whole_prompt(smollm2: Engine) -> None:
+    ask = [user("Name a colour.")]
+    smollm2.stream_chat(ask, GenerationSettings(max_tokens=4)).read()
+    again = smollm2.stream_chat(ask, GenerationSettings(max_tokens=4))
+    again.read()
+    assert smollm2.counters().prompt_evaluated == 1  # only the last token, for fresh logits
+    assert again.stats.prompt_reused == again.stats.prompt_tokens - 1
+
+
+# --- context policy ---------------------------------------------------------------------------
+def test_over_long_history_is_trimmed_from_the_front_and_reported(small_context: Engine) -> None:
+    history = long_history(turns=12)
+    settings = GenerationSettings(max_tokens=32, temperature=0)
+    fitted = small_context.fit(history, settings)
+    assert fitted.dropped > 0 and fitted.dropped % 2 == 0  # whole turns
+    assert fitted.messages[0] == SYSTEM  # never the system prompt
+    assert fitted.messages[1].role is Role.USER
+    assert fitted.messages[-1] == history[-1]
+    assert fitted.messages[1:] == history[1 + fitted.dropped:]
+    assert len(fitted.tokens) <= small_context.n_ctx - 32
+    generation = small_context.stream_chat(history, settings)
+    generation.read()
+    assert generation.stats.dropped_messages == fitted.dropped
+    assert generation.stats.finish_reason in (FinishReason.DONE, FinishReason.LENGTH)
+
+
+def test_refuse_policy_raises_context_full(smollm2_path: Path) -> None:
+    config = EngineConfig(smollm2_path, n_ctx=256, n_threads=2, overflow=OverflowPolicy.REFUSE)
+    with Engine(config) as engine, pytest.raises(ContextFull):
+        engine.stream_chat(long_history(turns=12), GenerationSettings(max_tokens=32))
+
+
+def test_a_single_message_longer_than_the_context_is_refused(small_context: Engine) -> None:
+    with pytest.raises(ContextFull):
+        small_context.stream_chat([user("sea " * 400)])
+
+
+def test_generation_stops_cleanly_when_the_context_fills(small_context: Engine) -> None:
+    generation = small_context.complete("0 1 2 3 4 5 6 7 8 9 10 11 12", GenerationSettings(max_tokens=10_000, temperature=0))
+    generation.read()
+    stats = generation.stats
+    assert stats.finish_reason is FinishReason.CONTEXT_FULL
+    assert stats.prompt_tokens + stats.completion_tokens == small_context.n_ctx + 1  # last one sampled, not stored
+
+
+# --- base models --------------------------------------------------------------------------------
+def test_gemma_base_model_is_completion_only(gemma: Engine) -> None:
+    assert gemma.info.is_chat is False
+    assert gemma.info.template_source == "none"
+    with pytest.raises(NotAChatModel, match="base model"):
+        gemma.stream_chat([user("Hello")])
+
+
+def test_gemma_completes_text(gemma: Engine) -> None:
+    generation = gemma.complete("The capital of France is", GenerationSettings(max_tokens=12, temperature=0))
+    assert generation.read().strip()
+    assert generation.stats.completion_tokens > 0
+
+
+def test_characters_split_across_tokens_come_out_whole(smollm2: Engine) -> None:
+    generation = smollm2.complete("日本の首都は東京です。大阪は", GenerationSettings(max_tokens=24, temperature=0))
+    text = generation.read()
+    # Characters this byte-level vocabulary spells with several tokens, each a part of its UTF-8.
+    split = [c for c in set(text) if len(smollm2.tokenize(c, add_special=False, parse_special=False)) > 1]
+    assert split, text
+
+
+# --- bad files ----------------------------------------------------------------------------------
+def bad_copy(source: Path, target: Path, *, keep: int | None = None, flip_at: int | None = None) -> Path:
+    data = bytearray(source.read_bytes()[:keep] if keep else source.read_bytes())
+    if flip_at is not None:
+        data[flip_at] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileMissing):
+        Engine(EngineConfig(tmp_path / "nowhere.gguf"))
+
+
+def test_random_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "random.gguf"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(NotAGGUF):
+        Engine(EngineConfig(path))
+
+
+def test_truncated_file(smollm2_path: Path, tmp_path: Path) -> None:
+    path = bad_copy(smollm2_path, tmp_path / "truncated.gguf", keep=smollm2_path.stat().st_size // 2)
+    with pytest.raises(ModelFileDamaged):
+        Engine(EngineConfig(path, n_threads=2))
+
+
+def test_byte_flipped_header(smollm2_path: Path, tmp_path: Path) -> None:
+    # Offset 31: the high byte of the first metadata key's length (after magic, version, counts).
+    path = bad_copy(smollm2_path, tmp_path / "flipped.gguf", flip_at=31)
+    with pytest.raises(ModelFileDamaged):
+        Engine(EngineConfig(path, n_threads=2))

@@ -1,0 +1,184 @@
+"""Will it fit: detection on this machine, the memory estimate against an independent
+calculation from the real GGUFs, and labels for machines we do not have (built by hand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGUFReader
+
+from slmchat.core import hardware as hw
+from slmchat.core.catalog import load_catalog
+from slmchat.core.errors import NotEnoughMemory
+from slmchat.core.gguf_check import read_gguf
+from slmchat.core.hardware import GIB, GPU, Backend, FitLabel, Machine
+
+NVIDIA_SMI_OUTPUT = """\
+NVIDIA GeForce RTX 3070 Laptop GPU, 8192, 623
+NVIDIA A100-SXM4-40GB, 40960, 0
+"""
+CUDA_SYSTEM_INFO = (
+    "CUDA : ARCHS = 500,610,700,750,800,860,890 | FORCE_MMQ = 1 | USE_GRAPHS = 1 | "
+    "PEER_MAX_BATCH_SIZE = 128 | CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | "
+    "FMA = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | "
+)
+METAL_SYSTEM_INFO = "Metal : EMBED_LIBRARY = 1 | CPU : NEON = 1 | ARM_FMA = 1 | FP16_VA = 1 | DOTPROD = 1 | ACCELERATE = 1 | REPACK = 1 | "
+
+# The machines of issue 4, built by hand: (total RAM, free RAM) in GiB.
+LAPTOP_8GB = Machine(total_ram=8 * GIB, available_ram=5 * GIB, physical_cores=4)
+NETBOOK_2GB = Machine(total_ram=2 * GIB, available_ram=int(0.8 * GIB), physical_cores=2)
+DESKTOP_NVIDIA = Machine(
+    total_ram=16 * GIB, available_ram=12 * GIB, physical_cores=8, backend=Backend.CUDA,
+    gpus=(GPU("NVIDIA GeForce RTX 3070", vram_total=8 * GIB, vram_used=int(0.5 * GIB)),),
+)
+MAC_16GB = Machine(
+    total_ram=16 * GIB, available_ram=12 * GIB, physical_cores=8, backend=Backend.METAL,
+    gpus=(GPU("Apple GPU", vram_total=hw.apple_gpu_budget(16 * GIB), unified=True),),
+    system="Darwin", arch="arm64",
+)
+
+
+@pytest.fixture(scope="module")
+def catalog_shapes():
+    catalog = load_catalog()
+    return {model_id: catalog.get(model_id).model_shape() for model_id in
+            ("gemma-2-9b-it", "phi-4", "qwen2-7b-instruct", "llama-3.2-1b-instruct")}
+
+
+# --- detection ----------------------------------------------------------------------------
+def test_nvidia_smi_output_is_parsed_into_gpus_with_vram_in_bytes() -> None:
+    gpus = hw.parse_nvidia_smi(NVIDIA_SMI_OUTPUT)
+    assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 3070 Laptop GPU", "NVIDIA A100-SXM4-40GB"]
+    assert gpus[0].vram_total == 8192 * 1024**2 and gpus[0].vram_used == 623 * 1024**2
+    assert gpus[1].vram_free == 40960 * 1024**2
+
+
+def test_nvidia_smi_lines_that_are_not_numbers_are_skipped_not_guessed() -> None:
+    text = "NVIDIA GeForce GTX 1050, [N/A], [N/A]\nNVIDIA-SMI has failed\n\nTesla T4, 15360, 10\n"
+    assert [g.name for g in hw.parse_nvidia_smi(text)] == ["Tesla T4"]
+
+
+def test_llama_cpp_backend_names_are_read_from_its_system_info() -> None:
+    assert hw.parse_system_info(CUDA_SYSTEM_INFO) == ("CUDA", "CPU")
+    assert hw.parse_system_info(METAL_SYSTEM_INFO) == ("Metal", "CPU")
+    assert hw.backend_from_names(("CUDA", "CPU"), gpu_offload=True) is Backend.CUDA
+    assert hw.backend_from_names(("Metal", "CPU"), gpu_offload=True) is Backend.METAL
+    # A build that names a GPU backend but cannot offload is a CPU build for our purposes.
+    assert hw.backend_from_names(("CUDA", "CPU"), gpu_offload=False) is Backend.CPU
+
+
+def test_detection_on_this_machine_reports_its_ram_cores_and_a_cpu_backend() -> None:
+    import psutil
+
+    machine = hw.detect_machine()
+    assert machine.total_ram == psutil.virtual_memory().total
+    assert 0 < machine.available_ram <= machine.total_ram
+    assert machine.physical_cores >= 1
+    assert machine.backend is Backend.CPU and not machine.gpu_offload
+    assert "CPU" in machine.backend_names  # llama.cpp's own word for its backend here
+
+
+# --- the estimate against an independent calculation ----------------------------------------
+def _reader_int(reader: GGUFReader, key: str) -> int:
+    field = reader.fields[key]
+    return int(field.parts[field.data[0]][0])
+
+
+@pytest.fixture(scope="module", params=["smollm2_path", "gemma_path"])
+def independent(request: pytest.FixtureRequest) -> tuple[Path, int, int]:
+    """(path, tensor bytes, f16 KV bytes per cell) from the gguf package's own reader.
+
+    Parsed once per model: GGUFReader walks the whole vocabulary, which takes seconds.
+    """
+    path: Path = request.getfixturevalue(request.param)
+    reader = GGUFReader(path)
+    arch_field = reader.fields["general.architecture"]
+    arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
+    n_layer = _reader_int(reader, f"{arch}.block_count")
+    n_head = _reader_int(reader, f"{arch}.attention.head_count")
+    n_head_kv = _reader_int(reader, f"{arch}.attention.head_count_kv")
+    n_embd = _reader_int(reader, f"{arch}.embedding_length")
+    key_len = (_reader_int(reader, f"{arch}.attention.key_length")
+               if f"{arch}.attention.key_length" in reader.fields else n_embd // n_head)
+    # K and V, f16 (llama.cpp's default cache type), for every layer.
+    kv_per_cell = 2 * n_layer * n_head_kv * key_len * np.dtype(np.float16).itemsize
+    return path, sum(int(t.n_bytes) for t in reader.tensors), kv_per_cell
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_ctx", [512, 4096])
+def test_weights_and_kv_cache_match_a_calculation_from_the_gguf_package(
+    independent: tuple[Path, int, int], n_ctx: int
+) -> None:
+    path, expected_weights, kv_per_cell = independent
+
+    estimate = hw.estimate_memory(read_gguf(path), n_ctx)
+
+    assert estimate.weights == expected_weights
+    assert estimate.kv_cache == n_ctx * kv_per_cell
+    assert estimate.total > estimate.weights + estimate.kv_cache  # work space is never free
+
+
+def test_a_longer_context_costs_more_and_q8_cache_halves_the_kv(gemma_path: Path) -> None:
+    info = read_gguf(gemma_path)
+    small, large = hw.estimate_memory(info, 2048), hw.estimate_memory(info, 8192)
+    assert large.kv_cache == 4 * small.kv_cache and large.total > small.total
+    assert hw.estimate_memory(info, 2048, kv_type_bytes=1).kv_cache * 2 == small.kv_cache
+
+
+# --- fit labels for machines we do not have ------------------------------------------------
+def test_the_test_models_fit_everywhere_but_the_netbook_is_tight(smollm2_path: Path, gemma_path: Path) -> None:
+    smollm2 = hw.estimate_memory(read_gguf(smollm2_path), 2048)
+    for machine in (LAPTOP_8GB, DESKTOP_NVIDIA, MAC_16GB, NETBOOK_2GB):
+        result = hw.fit(smollm2, machine)
+        assert result.label is FitLabel.FITS, (machine, result.reason)
+        assert "GB" in result.reason
+
+
+def test_a_9b_model_on_each_machine(catalog_shapes) -> None:
+    gemma9b = hw.estimate_memory(catalog_shapes["gemma-2-9b-it"], 4096)
+    laptop = hw.fit(gemma9b, LAPTOP_8GB)
+    assert laptop.label is FitLabel.WONT_FIT and "8.6 GB of RAM" in laptop.reason
+    desktop = hw.fit(gemma9b, DESKTOP_NVIDIA)
+    assert desktop.label is FitLabel.MAY_BE_SLOW and "RTX 3070" in desktop.reason
+    mac = hw.fit(gemma9b, MAC_16GB)
+    assert mac.label is FitLabel.FITS and "Mac" in mac.reason
+    assert hw.fit(gemma9b, NETBOOK_2GB).label is FitLabel.WONT_FIT
+
+
+def test_a_7b_model_fits_an_8gb_card_but_is_slow_on_a_cpu_only_machine(catalog_shapes) -> None:
+    qwen7b = hw.estimate_memory(catalog_shapes["qwen2-7b-instruct"], 4096)
+    assert hw.fit(qwen7b, DESKTOP_NVIDIA).label is FitLabel.FITS
+    cpu_only = Machine(total_ram=16 * GIB, available_ram=12 * GIB, physical_cores=8)
+    slow = hw.fit(qwen7b, cpu_only)
+    assert slow.label is FitLabel.MAY_BE_SLOW and "few words a second" in slow.reason
+
+
+def test_a_busy_machine_asks_to_close_programs_rather_than_refusing(catalog_shapes) -> None:
+    llama1b = hw.estimate_memory(catalog_shapes["llama-3.2-1b-instruct"], 4096)
+    busy = Machine(total_ram=8 * GIB, available_ram=1 * GIB, physical_cores=4)
+    result = hw.fit(llama1b, busy)
+    assert result.label is FitLabel.MAY_BE_SLOW and "Close other programs" in result.reason
+
+
+# --- the context that fits ----------------------------------------------------------------
+def test_context_is_capped_by_the_trained_length(smollm2_path: Path) -> None:
+    info = read_gguf(smollm2_path)
+    assert hw.max_context_that_fits(info, LAPTOP_8GB, wanted=32768) == info.context_length == 8192
+    assert hw.max_context_that_fits(info, LAPTOP_8GB, wanted=1000) == 1000
+
+
+def test_context_shrinks_to_the_largest_that_keeps_the_model_fitting(catalog_shapes) -> None:
+    phi4 = catalog_shapes["phi-4"]
+    mac = MAC_16GB
+    n_ctx = hw.max_context_that_fits(phi4, mac, wanted=16384)
+    assert 512 <= n_ctx < 16384 and n_ctx % hw.CONTEXT_STEP == 0
+    assert hw.fit(hw.estimate_memory(phi4, n_ctx), mac).label is FitLabel.FITS
+    assert hw.fit(hw.estimate_memory(phi4, n_ctx + hw.CONTEXT_STEP), mac).label is not FitLabel.FITS
+
+
+def test_a_model_that_fits_nowhere_raises_a_sentence_for_the_user(catalog_shapes) -> None:
+    with pytest.raises(NotEnoughMemory, match="smaller model"):
+        hw.max_context_that_fits(catalog_shapes["phi-4"], NETBOOK_2GB, wanted=4096)

@@ -1,0 +1,393 @@
+"""Downloads through the real huggingface_hub client against a loopback hub: they finish, resume, verify, stop."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hub_server import FakeHub
+
+from slmchat.core.errors import (
+    DownloadAlreadyRunning,
+    DownloadCancelled,
+    DownloadPaused,
+    DownloadVerificationFailed,
+    HubAccessDenied,
+    HubNotFound,
+    HubUnreachable,
+    NotEnoughDiskSpace,
+    UnsafeName,
+)
+from slmchat.core.hub import (
+    CHUNK_SIZE,
+    DownloadControl,
+    DownloadProgress,
+    Hub,
+    guess_quantization,
+)
+from slmchat.core.library import ModelLibrary, ModelSource
+from slmchat.paths import Paths
+
+pytest_plugins = ["hub_server"]  # the `fake_hub` fixture
+
+REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def library(slmchat_home: Path) -> ModelLibrary:
+    return ModelLibrary(Paths.at(slmchat_home).ensure())
+
+
+@pytest.fixture
+def hub(library: ModelLibrary, fake_hub: FakeHub) -> Hub:
+    return Hub(library, endpoint=fake_hub.url)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def leftovers(library: ModelLibrary) -> list[str]:
+    """Partial bytes or state files left in the downloads folder (lock files are harmless)."""
+    return sorted(p.name for p in library.paths.downloads.iterdir() if not p.name.endswith(".lock"))
+
+
+def wait_for(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def run_in_thread(target) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def runner() -> None:
+        try:
+            outcome["result"] = target()
+        except Exception as error:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=runner, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_full_download_is_verified_and_registered(hub, library, fake_hub, smollm2_path):
+    seen: list[DownloadProgress] = []
+    model = hub.download(REPO, smollm2_path.name, on_progress=seen.append)
+
+    assert model.source is ModelSource.DOWNLOADED
+    assert model.path.parent == library.paths.models / "test-org--SmolLM2-135M-Instruct-GGUF"
+    assert file_sha256(model.path) == file_sha256(smollm2_path) == model.sha256
+    assert model.info is not None and model.info.architecture == "llama"
+    assert model.id in [m.id for m in library.list()]
+    assert leftovers(library) == []
+    assert [(r.method, r.path) for r in fake_hub.requests] == [
+        ("HEAD", f"/{REPO}/resolve/main/{smollm2_path.name}"),
+        ("GET", f"/{REPO}/resolve/main/{smollm2_path.name}"),
+    ]
+    # Progress: many small steps, never backwards, ending at the size, with a speed.
+    size = smollm2_path.stat().st_size
+    assert len(seen) >= 2 and seen[-1].done == seen[-1].total == size
+    assert all(a.done <= b.done for a, b in itertools.pairwise(seen))
+    assert seen[-1].speed > 0
+
+
+def test_downloading_a_file_already_here_fetches_no_bytes(hub, fake_hub, smollm2_path):
+    first = hub.download(REPO, smollm2_path.name)
+    fake_hub.requests.clear()
+    again = hub.download(REPO, smollm2_path.name)
+    assert again.id == first.id
+    assert [r.method for r in fake_hub.requests] == ["HEAD"]
+
+
+def test_hf_endpoint_from_the_environment_is_used(library, fake_hub, smollm2_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    files = Hub(library).list_gguf_files(REPO)
+    assert [f.filename for f in files] == [smollm2_path.name]
+
+
+def test_a_dropped_connection_resumes_without_fetching_finished_bytes_again(hub, fake_hub, smollm2_path):
+    cut = 8 * CHUNK_SIZE
+    fake_hub.faults.drop_at = cut
+    model = hub.download(REPO, smollm2_path.name)
+
+    gets = fake_hub.downloads_of(smollm2_path.name)
+    assert len(gets) == 2
+    assert "range" not in gets[0].headers and gets[0].body_bytes == cut
+    assert gets[1].headers["range"] == f"bytes={cut}-"
+    assert sum(g.body_bytes for g in gets) == smollm2_path.stat().st_size
+    assert file_sha256(model.path) == file_sha256(smollm2_path)
+
+
+@pytest.mark.slow
+def test_a_connection_that_keeps_failing_keeps_the_partial_for_later(hub, library, fake_hub, smollm2_path):
+    cut = 4 * CHUNK_SIZE
+    fake_hub.faults.drop_at, fake_hub.faults.drop_times = cut, None
+    with pytest.raises(HubUnreachable, match="kept"):
+        hub.download(REPO, smollm2_path.name)
+    partial = library.partial(REPO, smollm2_path.name)
+    assert partial.size() == cut and partial.load_state() is not None
+    assert library.find_download(REPO, smollm2_path.name) is None
+
+    fake_hub.faults.drop_at = None
+    fake_hub.requests.clear()
+    model = hub.download(REPO, smollm2_path.name)
+    (get,) = fake_hub.downloads_of(smollm2_path.name)
+    assert get.headers["range"] == f"bytes={cut}-"
+    assert file_sha256(model.path) == file_sha256(smollm2_path)
+
+
+def test_a_download_killed_with_its_process_resumes_in_a_new_one(hub, library, fake_hub, smollm2_path, slmchat_home):
+    stall = 16 * CHUNK_SIZE
+    fake_hub.faults.stall_at = stall
+    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "SLMCHAT_HOME": str(slmchat_home), "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "slmchat.cli", "download", REPO, smollm2_path.name],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    partial = library.partial(REPO, smollm2_path.name)
+    try:
+        deadline = time.monotonic() + 60
+        while not (fake_hub.stalled.is_set() and partial.size() == stall):
+            assert child.poll() is None and time.monotonic() < deadline, "the child never reached the stall"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    fake_hub.release_stall()
+    fake_hub.faults.stall_at = None
+    fake_hub.requests.clear()
+
+    model = hub.download(REPO, smollm2_path.name)
+
+    (get,) = fake_hub.downloads_of(smollm2_path.name)
+    assert get.headers["range"] == f"bytes={stall}-"
+    assert get.body_bytes == smollm2_path.stat().st_size - stall
+    assert file_sha256(model.path) == file_sha256(smollm2_path)
+    assert leftovers(library) == []
+
+
+def test_wrong_bytes_are_rejected_deleted_and_never_registered(hub, library, fake_hub, smollm2_path):
+    fake_hub.faults.corrupt = True
+    with pytest.raises(DownloadVerificationFailed, match="does not match"):
+        hub.download(REPO, smollm2_path.name)
+    assert leftovers(library) == []
+    assert [m.source for m in library.list()] == [ModelSource.STARTER]
+    assert not any(p.is_file() for p in library.paths.models.rglob("*"))
+
+
+def test_a_catalog_checksum_that_disagrees_with_the_hub_stops_before_downloading(hub, fake_hub, smollm2_path):
+    with pytest.raises(DownloadVerificationFailed, match="catalog"):
+        hub.download(REPO, smollm2_path.name, expected_sha256="0" * 64)
+    assert fake_hub.downloads_of(smollm2_path.name) == []
+
+
+def test_cancel_during_a_stalled_connection_ends_promptly_and_cleans_up(hub, library, fake_hub, smollm2_path):
+    fake_hub.faults.stall_at = 4 * CHUNK_SIZE
+    control = DownloadControl()
+    thread, outcome = run_in_thread(lambda: hub.download(REPO, smollm2_path.name, control=control))
+    assert fake_hub.stalled.wait(30)
+    started = time.monotonic()
+    control.cancel()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "cancel did not end a stalled download"
+    assert time.monotonic() - started < 5  # the read timeout alone would take 10 s, retries a minute
+    assert isinstance(outcome.get("error"), DownloadCancelled)
+    assert leftovers(library) == []
+    assert library.find_download(REPO, smollm2_path.name) is None
+
+
+def test_pause_keeps_the_bytes_and_the_next_download_continues_from_them(hub, library, fake_hub, smollm2_path):
+    control = DownloadControl()
+
+    with pytest.raises(DownloadPaused):  # paused at the first progress report
+        hub.download(REPO, smollm2_path.name, control=control, on_progress=lambda progress: control.pause())
+    kept = library.partial(REPO, smollm2_path.name).size()
+    assert 0 < kept < smollm2_path.stat().st_size
+    assert library.find_download(REPO, smollm2_path.name) is None
+
+    fake_hub.requests.clear()
+    model = hub.download(REPO, smollm2_path.name)
+    (get,) = fake_hub.downloads_of(smollm2_path.name)
+    assert get.headers["range"] == f"bytes={kept}-"
+    assert get.body_bytes == smollm2_path.stat().st_size - kept
+    assert file_sha256(model.path) == file_sha256(smollm2_path)
+
+
+def test_pause_during_a_stall_keeps_the_partial(hub, library, fake_hub, smollm2_path):
+    stall = 4 * CHUNK_SIZE
+    fake_hub.faults.stall_at = stall
+    control = DownloadControl()
+    partial = library.partial(REPO, smollm2_path.name)
+    thread, outcome = run_in_thread(lambda: hub.download(REPO, smollm2_path.name, control=control))
+    wait_for(lambda: fake_hub.stalled.is_set() and partial.size() == stall)
+    control.pause()
+    thread.join(timeout=10)
+    assert isinstance(outcome.get("error"), DownloadPaused)
+    assert partial.size() == stall and partial.load_state() is not None
+
+
+def test_a_second_download_of_the_same_file_is_refused_while_one_runs(hub, fake_hub, smollm2_path):
+    fake_hub.faults.stall_at = CHUNK_SIZE
+    control = DownloadControl()
+    thread, _ = run_in_thread(lambda: hub.download(REPO, smollm2_path.name, control=control))
+    assert fake_hub.stalled.wait(30)
+    try:
+        with pytest.raises(DownloadAlreadyRunning):
+            hub.download(REPO, smollm2_path.name)
+    finally:
+        control.cancel()
+        thread.join(timeout=10)
+
+
+def test_a_file_larger_than_the_free_space_is_refused_before_any_byte_is_fetched(hub, fake_hub, smollm2_path):
+    fake_hub.faults.reported_size = 10**15  # a petabyte
+    with pytest.raises(NotEnoughDiskSpace, match="free disk space"):
+        hub.download(REPO, smollm2_path.name)
+    assert fake_hub.downloads_of(smollm2_path.name) == []
+
+
+def test_the_disk_check_counts_only_the_bytes_still_missing(library, fake_hub, smollm2_path):
+    size = smollm2_path.stat().st_size
+    tight = Hub(library, endpoint=fake_hub.url, disk_free=lambda folder: size // 2)
+    with pytest.raises(NotEnoughDiskSpace):
+        tight.download(REPO, smollm2_path.name)
+    assert fake_hub.downloads_of(smollm2_path.name) == []
+
+
+def test_search_and_file_listing_come_from_the_hub(hub, fake_hub, smollm2_path):
+    fake_hub.add_repo(
+        "other-org/Tiny-GGUF",
+        {
+            "tiny-Q4_K_M.gguf": smollm2_path,
+            "tiny.IQ4_XS.gguf": smollm2_path,
+            "README.md": smollm2_path,
+            "../escape.gguf": smollm2_path,
+            "nested/dir.gguf": smollm2_path,
+            "/etc/absolute.gguf": smollm2_path,
+        },
+        downloads=5,
+    )
+    found = hub.search_gguf_repos("gguf", limit=10)
+    assert [r.repo_id for r in found] == [REPO, "other-org/Tiny-GGUF"]  # most downloaded first
+    assert [r.repo_id for r in hub.search_gguf_repos("tiny")] == ["other-org/Tiny-GGUF"]
+
+    files = hub.list_gguf_files("other-org/Tiny-GGUF")
+    assert [(f.filename, f.quantization) for f in files] == [("tiny-Q4_K_M.gguf", "Q4_K_M"), ("tiny.IQ4_XS.gguf", "IQ4_XS")]
+    assert {f.size for f in files} == {smollm2_path.stat().st_size}
+    assert {f.sha256 for f in files} == {file_sha256(smollm2_path)}
+    search = next(r for r in fake_hub.requests if r.path == "/api/models")
+    assert search.query["filter"] == ["gguf"]
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "filename"),
+    [
+        (REPO, "../../etc/passwd.gguf"),
+        (REPO, "/etc/absolute.gguf"),
+        (REPO, "sub/dir/model.gguf"),
+        (REPO, "sub\\model.gguf"),
+        (REPO, "evil\x00.gguf"),
+        (REPO, ".."),
+        (REPO, "model.bin"),
+        (REPO, "C:model.gguf"),
+        ("test-org/../other", "model.gguf"),
+        ("../test-org", "model.gguf"),
+        ("/abs/repo", "model.gguf"),
+        ("owner/name/extra", "model.gguf"),
+        ("owner\\name", "model.gguf"),
+        ("owner/na\x00me", "model.gguf"),
+        ("justname", "model.gguf"),
+    ],
+)
+def test_hostile_names_are_rejected_before_any_request(hub, fake_hub, repo_id, filename):
+    with pytest.raises(UnsafeName):
+        hub.download(repo_id, filename)
+    assert fake_hub.requests == []
+
+
+def test_hostile_repo_names_are_rejected_for_listing_too(hub, fake_hub):
+    with pytest.raises(UnsafeName):
+        hub.list_gguf_files("../../api/models")
+    assert fake_hub.requests == []
+
+
+def test_a_gated_repo_needs_the_right_token_which_is_never_logged(library, fake_hub, smollm2_path, caplog):
+    secret = "hf_secret_token_1234567890"
+    fake_hub.add_repo("gated-org/Gated-GGUF", {smollm2_path.name: smollm2_path}, token=secret)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(HubAccessDenied, match="licence"):
+        Hub(library, endpoint=fake_hub.url).download("gated-org/Gated-GGUF", smollm2_path.name)
+    with pytest.raises(HubAccessDenied):
+        Hub(library, endpoint=fake_hub.url, token="hf_wrong").download("gated-org/Gated-GGUF", smollm2_path.name)
+    model = Hub(library, endpoint=fake_hub.url, token=secret).download("gated-org/Gated-GGUF", smollm2_path.name)
+    assert model.usable
+    assert secret not in caplog.text
+
+
+def test_the_token_goes_to_the_hub_but_never_to_the_cdn_it_redirects_to(library, fake_hub, smollm2_path):
+    secret = "hf_secret_token_1234567890"
+    fake_hub.add_repo("gated-org/Gated-GGUF", {smollm2_path.name: smollm2_path}, token=secret)
+    fake_hub.cdn = f"http://localhost:{fake_hub.port}"  # another origin, as the real hub's CDN is
+    model = Hub(library, endpoint=fake_hub.url, token=secret).download("gated-org/Gated-GGUF", smollm2_path.name)
+    assert file_sha256(model.path) == file_sha256(smollm2_path)
+    head, get = fake_hub.requests
+    assert head.method == "HEAD" and head.headers["authorization"] == f"Bearer {secret}"
+    assert get.method == "GET" and get.path.startswith("/cdn/") and "authorization" not in get.headers
+
+
+def test_no_stored_token_is_sent_unless_given(hub, fake_hub, smollm2_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")
+    hub.download(REPO, smollm2_path.name)
+    assert all("authorization" not in r.headers for r in fake_hub.requests)
+
+
+def test_missing_repo_or_file_is_reported_plainly(hub, smollm2_path):
+    with pytest.raises(HubNotFound):
+        hub.download("test-org/No-Such-Repo", smollm2_path.name)
+    with pytest.raises(HubNotFound):
+        hub.download(REPO, "missing.Q4_K_M.gguf")
+    with pytest.raises(HubNotFound):
+        hub.list_gguf_files("test-org/No-Such-Repo")
+
+
+def test_an_unreachable_hub_is_reported_at_once(library, smollm2_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    offline = Hub(library, endpoint=closed)
+    started = time.monotonic()
+    with pytest.raises(HubUnreachable, match="internet"):
+        offline.download(REPO, smollm2_path.name)
+    with pytest.raises(HubUnreachable):
+        offline.list_gguf_files(REPO)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("filename", "quantization"),
+    [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "Q4_1"),
+        ("Llama-3.2-1B-Instruct-Q4_K_M.gguf", "Q4_K_M"),
+        ("qwen2-0_5b-instruct-q8_0.gguf", "Q8_0"),
+        ("gemma-2-2b-it-IQ3_XXS.gguf", "IQ3_XXS"),
+        ("Phi-4-Q3_K_XL.gguf", "Q3_K_XL"),
+        ("model-f16.gguf", "F16"),
+        ("model.gguf", None),
+    ],
+)
+def test_quantization_is_read_from_the_file_name(filename, quantization):
+    assert guess_quantization(filename) == quantization
