@@ -133,6 +133,7 @@ def main() -> None:
         ("rare word", str(words[5000])),
         ("two words", f"{words[20]} {words[300]}"),
         ("prefix as typed", str(words[300])[:3]),
+        ("first letter as typed", str(words[300])[:1]),
         ("absent word", "zzzzzzzzzzzz"),
     ]
     for label, query in queries:

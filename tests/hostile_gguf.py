@@ -353,10 +353,12 @@ def sentencepiece_without_byte_tokens(src: Path, out: Path, weights: bool = True
 
 
 # chat templates: accepted files, refused templates
-def _template_case(name: str, key: str, make_text: Callable[[Path], str], ssti: bool = False) -> Factory:
+def _template_case(name: str, key: str, make_text: Callable[[Path | None], str], ssti: bool = False) -> Factory:
+    """A file whose template `key` is `make_text(marker)`; SSTI payloads get a unique marker file."""
+
     def make(src: Path, out: Path, weights: bool = True) -> Hostile:
         marker = out / f"PWNED-{name}-{uuid.uuid4().hex}" if ssti else None
-        text = make_text(marker) if marker else make_text(out)
+        text = make_text(marker)
         path = rewrite(src, out / f"{name}.gguf", set_kv={key: value(STRING, text)}, weights=weights)
         return Hostile(name, path, None, template_refused=True, marker=marker)
 

@@ -38,6 +38,7 @@ class Faults:
     drop_times: int | None = 1  # how many responses are cut; None: every one that reaches drop_at
     stall_at: int | None = None  # stop sending (connection left open) at this offset ...
     stall_seconds: float = 30.0  # ... for this long at most, then cut the connection
+    stall_times: int | None = 1  # how many responses stall; None: every one that reaches stall_at
     corrupt: bool = False  # same length, wrong bytes
     reported_size: int | None = None  # the size HEAD claims (X-Linked-Size), e.g. more than the free disk
 
@@ -89,6 +90,7 @@ class FakeHub:
         self.stalled = threading.Event()  # set while a response is stalled
         self._release = threading.Event()
         self._drops_done = 0
+        self._stalls_done = 0
         self._lock = threading.Lock()
         self._hashes: dict[Path, str] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -123,6 +125,7 @@ class FakeHub:
             self.faults = Faults()
             self.cdn = None
             self._drops_done = 0
+            self._stalls_done = 0
         self.stalled.clear()
         self._release = threading.Event()
 
@@ -153,6 +156,13 @@ class FakeHub:
             if self.faults.drop_times is not None and self._drops_done >= self.faults.drop_times:
                 return False
             self._drops_done += 1
+            return True
+
+    def take_stall(self) -> bool:
+        with self._lock:
+            if self.faults.stall_times is not None and self._stalls_done >= self.faults.stall_times:
+                return False
+            self._stalls_done += 1
             return True
 
     def wait_released(self, seconds: float) -> None:
@@ -343,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for fault_at in (faults.drop_at, faults.stall_at):
                     if fault_at is not None and position < fault_at < stop:
                         stop = fault_at
-                if faults.stall_at is not None and position == faults.stall_at:
+                if faults.stall_at is not None and position == faults.stall_at and self.hub.take_stall():
                     self.hub.wait_released(faults.stall_seconds)
                     return self._cut()
                 if faults.drop_at is not None and position == faults.drop_at and self.hub.take_drop():

@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from hub_server import FakeHub
 
 from slmchat.cli import main
 from slmchat.core import hardware
 from slmchat.core.catalog import RECOMMEND_CONTEXT, load_catalog
 from slmchat.core.gguf_check import check_gguf
+
+if TYPE_CHECKING:
+    from hub_server import FakeHub
 
 pytest_plugins = ["hub_server"]  # the `fake_hub` fixture
 

@@ -6,16 +6,15 @@ import hashlib
 import itertools
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from hub_server import FakeHub
 
 from slmchat.core.errors import (
     DownloadAlreadyRunning,
@@ -37,6 +36,9 @@ from slmchat.core.hub import (
 )
 from slmchat.core.library import ModelLibrary, ModelSource
 from slmchat.paths import Paths
+
+if TYPE_CHECKING:
+    from hub_server import FakeHub
 
 pytest_plugins = ["hub_server"]  # the `fake_hub` fixture
 
@@ -132,6 +134,18 @@ def test_a_dropped_connection_resumes_without_fetching_finished_bytes_again(hub,
     assert file_sha256(model.path) == file_sha256(smollm2_path)
 
 
+def test_a_stalled_connection_times_out_and_the_download_continues_by_itself(hub, fake_hub, smollm2_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)  # seconds without a byte before giving up a read
+    stall = 8 * CHUNK_SIZE
+    fake_hub.faults.stall_at = stall
+    model = hub.download(REPO, smollm2_path.name)
+    first, second = fake_hub.downloads_of(smollm2_path.name)
+    assert first.body_bytes == stall and second.headers["range"] == f"bytes={stall}-"
+    assert file_sha256(model.path) == file_sha256(smollm2_path)
+
+
 @pytest.mark.slow
 def test_a_connection_that_keeps_failing_keeps_the_partial_for_later(hub, library, fake_hub, smollm2_path):
     cut = 4 * CHUNK_SIZE
@@ -165,7 +179,7 @@ def test_a_download_killed_with_its_process_resumes_in_a_new_one(hub, library, f
             assert child.poll() is None and time.monotonic() < deadline, "the child never reached the stall"
             time.sleep(0.05)
     finally:
-        child.send_signal(signal.SIGKILL)
+        child.kill()  # SIGKILL: no chance to clean up, like a crash or a power cut
         child.wait(timeout=10)
     fake_hub.release_stall()
     fake_hub.faults.stall_at = None

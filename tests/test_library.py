@@ -175,6 +175,16 @@ def test_a_partial_keeps_its_bytes_only_for_the_same_upload(library):
     assert partial.size() == 0
 
 
+def test_unfinished_downloads_are_listed_for_the_next_start(library):
+    partial = library.partial(REPO, "model.gguf")
+    state = PartialState(REPO, "model.gguf", "ab" * 32, 1000, None)
+    partial.prepare(state)
+    partial.part.write_bytes(b"x" * 300)
+    library.partial(REPO, "orphan.gguf").part.write_bytes(b"no state")
+    (unfinished,) = ModelLibrary(library.paths).unfinished_downloads()
+    assert (unfinished.state, unfinished.done) == (state, 300)
+
+
 def test_stale_leftovers_are_cleaned_but_resumable_and_running_downloads_are_kept(library):
     downloads = library.paths.downloads
     resumable = library.partial(REPO, "resumable.gguf")

@@ -15,9 +15,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from hub_server import FakeHub
+
+if TYPE_CHECKING:
+    from hub_server import FakeHub
 
 pytest_plugins = ["hub_server"]  # the `fake_hub` fixture
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from slmchat.core.generation import ChatMessage, FinishReason, GenerationSettings, GenerationStats, Role
-from slmchat.core.store import Store
+from slmchat.core.store import Reader, Store
 from slmchat.core.store_records import Message, MessageStatus
 
 CHECKPOINT_INTERVAL_S = 1.0
@@ -144,7 +144,7 @@ def begin_turn(
     return Turn(store, user_message, reply, Checkpointer(store, reply.id, clock=clock))
 
 
-def history_for_engine(store: Store, conversation_id: int, *, up_to: int | None = None) -> list[ChatMessage]:
+def history_for_engine(store: Reader, conversation_id: int, *, up_to: int | None = None) -> list[ChatMessage]:
     """The shown branch as engine input: the system prompt first, then the turns.
 
     Replies that failed or were never written (empty) are left out: they are not something the

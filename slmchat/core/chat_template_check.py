@@ -55,7 +55,7 @@ def check_chat_template(text: str) -> None:
 
     Refused: `**`, numbers above 10**6, repetition or widths above 10,000, attribute or item
     access to `_`-names, `lipsum`, loops over `range` (or a multiplied value) nested in one
-    another, a value doubled inside a loop, and macros calling themselves more than once.
+    another, a value doubled inside a loop, and macros recursing more than once on a counter.
     """
     if len(text) > MAX_TEMPLATE_CHARS:
         raise UnsafeChatTemplate(_UNSAFE, detail=f"template of {len(text)} characters")

@@ -44,7 +44,9 @@ MAX_KV = 1 << 16  # metadata entries (real models: ~30-60)
 MAX_TENSORS = 1 << 16  # tensor infos (large MoE models: a few thousand)
 MAX_KEY_BYTES = 1 << 12
 MAX_STRING_BYTES = 1 << 24  # one string value (chat templates are at most ~100 KB)
-MAX_ARRAY_ITEMS = 1 << 24  # vocabularies are ~250k tokens
+MAX_ARRAY_ITEMS = 1 << 22  # the largest arrays are merge lists of ~500k entries
+MAX_STRING_ITEMS = 1 << 23  # strings in all arrays together: each is stepped over in Python
+MAX_VOCAB = 1 << 21  # vocabularies are up to ~260k tokens; each is kept in memory for the checks
 MAX_TENSOR_NAME = 63  # llama.cpp's GGML_MAX_NAME - 1
 MAX_DIMS = 4
 MAX_LAYERS = 512  # LLAMA_MAX_LAYERS: more aborts llama.cpp
@@ -72,11 +74,10 @@ _NORM_TYPES = frozenset({"F32", "F16", "BF16"})
 
 @dataclass(frozen=True)
 class _Array:
-    """An array value not materialised: its element type, length and where it starts."""
+    """An array value not materialised: only its element type and length are kept."""
 
     item_type: int
     count: int
-    offset: int
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class _Cursor:
         self.buf = buf
         self.size = size
         self.pos = 0
+        self.string_items_left = MAX_STRING_ITEMS
 
     def need(self, n: int) -> None:
         if n > self.size - self.pos:
@@ -176,6 +178,9 @@ class _Cursor:
     def string_array(self, count: int, keep: bool) -> list[bytes] | None:
         """Read (or only step over) `count` length-prefixed strings, as fast as Python allows."""
         self.need(8 * count)  # every string has at least its 8-byte length
+        self.string_items_left -= count
+        if self.string_items_left < 0:
+            raise _damaged(f"more than {MAX_STRING_ITEMS} strings in arrays")
         buf, pos, size = self.buf, self.pos, self.size
         unpack = _U64.unpack_from
         out: list[bytes] = []
@@ -205,24 +210,25 @@ def _read_value(cur: _Cursor, key: str, value_type: int) -> Scalar | tuple | _Ar
     item_type, count = cur.u32(), cur.u64()
     if count > MAX_ARRAY_ITEMS:
         raise _damaged(f"key {key!r}: array of {count} items exceeds the cap of {MAX_ARRAY_ITEMS}")
-    offset = cur.pos
     if item_type == _T_STRING:
         if key == "tokenizer.ggml.tokens":
+            if count > MAX_VOCAB:
+                raise _damaged(f"a vocabulary of {count} tokens exceeds the cap of {MAX_VOCAB}")
             return cur.string_array(count, keep=True)  # type: ignore[return-value]
         if count <= SMALL_ARRAY:
             # Array strings never reach llama-cpp-python's metadata dict, and RWKV vocabularies
             # hold raw bytes legitimately: only scalar strings must be valid UTF-8.
             return tuple(t.decode("utf-8", "replace") for t in cur.string_array(count, keep=True) or ())
         cur.string_array(count, keep=False)
-        return _Array(item_type, count, offset)
+        return _Array(item_type, count)
     if item_type not in _SCALAR_STRUCTS:  # nested arrays: llama.cpp refuses them too
         raise _damaged(f"key {key!r}: array of unsupported type {item_type}")
     st = _SCALAR_STRUCTS[item_type]
     cur.need(st.size * count)
-    cur.pos += st.size * count
+    start, cur.pos = cur.pos, cur.pos + st.size * count
     if count <= SMALL_ARRAY:
-        return tuple(v for (v,) in st.iter_unpack(cur.buf[offset : cur.pos]))
-    return _Array(item_type, count, offset)
+        return tuple(v for (v,) in st.iter_unpack(cur.buf[start : cur.pos]))
+    return _Array(item_type, count)
 
 
 def _parse(buf: mmap.mmap | bytes, size: int) -> _Parsed:
@@ -252,7 +258,7 @@ def _parse(buf: mmap.mmap | bytes, size: int) -> _Parsed:
         value = _read_value(cur, key, cur.u32())
         if isinstance(value, list):
             tokens = value
-            value = _Array(_T_STRING, len(tokens), -1)
+            value = _Array(_T_STRING, len(tokens))
         values[key] = value
     alignment = values.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):

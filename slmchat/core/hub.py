@@ -12,6 +12,7 @@ against the sha256 the hub publishes before the library may register it.
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import hashlib
 import logging
@@ -526,6 +527,7 @@ class _translated:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
         if error is None or isinstance(error, (SlmchatError, _Stopped)) or not isinstance(error, Exception):
             return False
+        log.warning("hub request for %s failed: %s: %s", self._what, type(error).__name__, error)
         raise _translate(error, self._what, self._kept) from error
 
 
@@ -556,7 +558,7 @@ def _translate(error: Exception, what: str, partial_kept: bool) -> SlmchatError:
         )
     if isinstance(error, hf_errors.LocalEntryNotFoundError):
         return HubUnreachable(f"Could not reach Hugging Face for {what}.{again}", detail=detail)
-    if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return NotEnoughDiskSpace(f"The disk filled up while downloading {what}. Free some space and try again.", detail=detail)
     if isinstance(error, OSError) and "Consistency check failed" in str(error):
         return HubUnreachable(f"The download of {what} was cut short.{again}", detail=detail)

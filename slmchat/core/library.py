@@ -79,6 +79,14 @@ class PartialState:
 
 
 @dataclass(frozen=True)
+class UnfinishedDownload:
+    """A partial download on disk (paused, cut off, or left by a closed app) that can continue."""
+
+    state: PartialState
+    done: int  # bytes already on disk
+
+
+@dataclass(frozen=True)
 class PartialDownload:
     """A download in progress or paused: `<name>.part` holds the bytes, `.part.json` the state."""
 
@@ -167,6 +175,15 @@ class ModelLibrary:
                 return self._with_info(self._from_entry(entry))
         return None
 
+    def unfinished_downloads(self) -> list[UnfinishedDownload]:
+        """Partial downloads that can continue, so the app can offer them again after a restart."""
+        found = []
+        for part in sorted(self.paths.downloads.glob(f"*{PART_SUFFIX}")):
+            state = PartialDownload(part).load_state()
+            if state is not None:
+                found.append(UnfinishedDownload(state, PartialDownload(part).size()))
+        return found
+
     # --- adding ------------------------------------------------------------------------------
     def partial(self, repo_id: str, filename: str) -> PartialDownload:
         """Where the bytes of this file collect while it downloads (names are checked by the hub module)."""
@@ -189,7 +206,7 @@ class ModelLibrary:
         partial.state_path.unlink(missing_ok=True)
         entry = {
             "source": ModelSource.DOWNLOADED.value,
-            "path": str(target.relative_to(self.paths.models)),
+            "path": target.relative_to(self.paths.models).as_posix(),
             "owned": True,
             "repo_id": state.repo_id,
             "filename": state.filename,
@@ -206,7 +223,7 @@ class ModelLibrary:
             entry = {"source": ModelSource.IMPORTED.value, "path": str(source), "owned": False}
             return self._register(entry, match=lambda e: not e.get("owned") and e.get("path") == str(source))
         target = self._copy_in(source)
-        entry = {"source": ModelSource.IMPORTED.value, "path": str(target.relative_to(self.paths.models)), "owned": True}
+        entry = {"source": ModelSource.IMPORTED.value, "path": target.relative_to(self.paths.models).as_posix(), "owned": True}
         return self._register(entry, match=lambda e: False)
 
     # --- removing ------------------------------------------------------------------------------

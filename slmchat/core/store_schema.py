@@ -68,11 +68,16 @@ def _conversations(db: Database) -> None:
 
 
 def _fts_sql(table: str, column: str, key: str) -> str:
-    """An external-content FTS5 index over one column, kept in sync by triggers."""
+    """An external-content FTS5 index over one column, kept in sync by triggers.
+
+    `prefix='2 3'` indexes 2- and 3-letter prefixes: the search box matches the last word as
+    a prefix while the user types, and without it a short prefix merges thousands of terms
+    (benchmarks/store_bench.py, 100k messages: 12-24 ms -> 0.4 ms, for ~30% more file).
+    """
     fts = f"{table}_fts"
     return f"""
         CREATE VIRTUAL TABLE {fts} USING fts5(
-            {column}, content='{table}', content_rowid='{key}',
+            {column}, content='{table}', content_rowid='{key}', prefix='2 3',
             tokenize='porter unicode61 remove_diacritics 2'
         );
         CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN

@@ -1,8 +1,8 @@
 """The conversation: a virtualised list of messages, each drawn from one cached layout.
 
 A `QListView` over `ChatModel` (a `QAbstractListModel`) with `MessageDelegate` painting each
-message from a `QTextDocument` built once and kept until the message's text, the width or the
-theme changes. While a reply streams, only the growing message is rendered again, when its text
+message from a `QTextDocument` built once and kept until the message, the width or the theme
+changes. While a reply streams, only the growing message is rendered again, when its text
 changes (the worker delivers text in ~30 ms batches), so a 500-message chat streams as cheaply as
 a short one. Buttons (Copy, Regenerate, ‹ 2/3 › …) are links inside the documents; the view turns
 clicks on them into `action` signals.
@@ -82,7 +82,6 @@ class MessageView:
     sibling_index: int = 0
     sibling_count: int = 1
     error: str = ""
-    version: int = 0  # bumped on every change, so the delegate knows its layout is stale
 
     @property
     def is_user(self) -> bool:
@@ -122,9 +121,24 @@ class ChatModel(QAbstractListModel):
         return self._rows[row]
 
     def set_messages(self, messages: list[MessageView]) -> None:
-        self.beginResetModel()
-        self._rows = list(messages)
-        self.endResetModel()
+        """Show `messages`, touching only the rows that differ (the list keeps its layout)."""
+        if not self._rows or not messages or self._rows[0].id != messages[0].id:
+            self.beginResetModel()
+            self._rows = list(messages)
+            self.endResetModel()
+            return
+        common = 0
+        while common < min(len(self._rows), len(messages)) and self._rows[common].id == messages[common].id:
+            if self._rows[common] != messages[common]:
+                self._rows[common] = messages[common]
+                index = self.index(common)
+                self.dataChanged.emit(index, index, [self.MessageRole])
+            common += 1
+        self.truncate(common)
+        if common < len(messages):
+            self.beginInsertRows(QModelIndex(), common, len(messages) - 1)
+            self._rows.extend(messages[common:])
+            self.endInsertRows()
 
     def append(self, message: MessageView) -> int:
         row = len(self._rows)
@@ -135,8 +149,7 @@ class ChatModel(QAbstractListModel):
 
     def update(self, row: int, **changes: Any) -> None:
         """Change fields of one row; only that row's layout is rebuilt."""
-        current = self._rows[row]
-        self._rows[row] = replace(current, version=current.version + 1, **changes)
+        self._rows[row] = replace(self._rows[row], **changes)
         index = self.index(row)
         self.dataChanged.emit(index, index, [self.MessageRole])
 
@@ -149,6 +162,9 @@ class ChatModel(QAbstractListModel):
             self.beginRemoveRows(QModelIndex(), row_count, len(self._rows) - 1)
             del self._rows[row_count:]
             self.endRemoveRows()
+
+
+MAX_CACHED_LAYOUTS = 3000
 
 
 @dataclass
@@ -174,7 +190,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._layouts.clear()
 
     def forget(self) -> None:
-        """Drop every cached layout (a new conversation, a font change)."""
+        """Drop every cached layout (after a font change)."""
         self._layouts.clear()
 
     # --- layout ---------------------------------------------------------------------------
@@ -225,7 +241,7 @@ class MessageDelegate(QStyledItemDelegate):
         )
 
     def _layout(self, message: MessageView, font: QFont, width: int) -> _Layout:
-        key = (message.version, width, self._theme.name, font.key())
+        key = (message, width, self._theme.name, font.key())  # the whole message: any change re-lays out
         cached = self._layouts.get(message.id)
         if cached is not None and cached.key == key:
             return cached
@@ -255,6 +271,8 @@ class MessageDelegate(QStyledItemDelegate):
         docs = [(body, body_pos), (footer, QPointF(left, footer_top))]
         height = int(footer_top + footer.size().height() + ROW_PADDING)
         layout = _Layout(key=key, height=height, docs=docs, bubble=bubble, code_blocks=rendered.code_blocks)
+        if len(self._layouts) >= MAX_CACHED_LAYOUTS:
+            self._layouts.clear()
         self._layouts[message.id] = layout
         return layout
 
@@ -324,7 +342,6 @@ class ChatView(QListView):
         self.verticalScrollBar().rangeChanged.connect(self._keep_following)
         self.verticalScrollBar().valueChanged.connect(self._user_scrolled)
         model.dataChanged.connect(self._row_changed)
-        model.modelReset.connect(self._delegate.forget)
         model.modelReset.connect(self.follow_bottom)
 
     def set_theme(self, theme: Theme) -> None:
