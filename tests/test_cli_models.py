@@ -17,7 +17,6 @@ from slmchat.core.gguf_check import check_gguf
 if TYPE_CHECKING:
     from hub_server import FakeHub
 
-pytest_plugins = ["hub_server"]  # the `fake_hub` fixture
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
 

@@ -40,7 +40,6 @@ from slmchat.paths import Paths
 if TYPE_CHECKING:
     from hub_server import FakeHub
 
-pytest_plugins = ["hub_server"]  # the `fake_hub` fixture
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,6 @@ import pytest
 if TYPE_CHECKING:
     from hub_server import FakeHub
 
-pytest_plugins = ["hub_server"]  # the `fake_hub` fixture
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
 ROOT = Path(__file__).resolve().parents[1]

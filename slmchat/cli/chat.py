@@ -90,6 +90,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
     parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
     parser.add_argument("--seed", type=int, default=None, metavar="S")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads (default: one per physical core)")
     parser.add_argument("--stats", action="store_true",
                         help="end with a line of speed figures and prompt tokens evaluated/reused")
 
@@ -102,7 +104,7 @@ def _open_engine(args: argparse.Namespace, paths: Paths) -> EngineClient:
     model = args.model or starter_model()
     if model is None:
         raise ModelFileMissing("No model given, and the starter model is not installed. Pass --model PATH.")
-    return EngineClient(EngineConfig(model_path=Path(model)), paths=paths)
+    return EngineClient(EngineConfig(model_path=Path(model), n_threads=args.threads), paths=paths)
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:

@@ -217,9 +217,9 @@ class MessageDelegate(QStyledItemDelegate):
             actions.append(f'<a href="act:{Action.REGENERATE.value}" {link}>Regenerate</a>')
         if message.sibling_count > 1:
             actions.append(
-                f'<a href="act:{Action.PREVIOUS.value}" {link}>&#8249;</a>&nbsp;'
-                f"{message.sibling_index + 1}/{message.sibling_count}&nbsp;"
-                f'<a href="act:{Action.NEXT.value}" {link}>&#8250;</a>'
+                f'<a href="act:{Action.PREVIOUS.value}" {link}>&nbsp;&#8249;&nbsp;</a>'
+                f"{message.sibling_index + 1}/{message.sibling_count}"
+                f'<a href="act:{Action.NEXT.value}" {link}>&nbsp;&#8250;&nbsp;</a>'
             )
         buttons = "&nbsp;&nbsp;&nbsp;".join(actions)
         if message.is_user:
@@ -335,6 +335,9 @@ class ChatView(QListView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Always there, so the width never jumps (and every message is not laid out again) the
+        # moment a chat grows taller than the window.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setUniformItemSizes(False)
         self.setMouseTracking(True)

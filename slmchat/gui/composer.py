@@ -144,7 +144,7 @@ class Composer(QFrame):
         self.edit_banner.hide()
 
     def _submit(self) -> None:
-        if not self.send_button.isVisible() or not self.send_button.isEnabled():
+        if self.send_button.isHidden() or not self.send_button.isEnabled():  # busy: Stop is shown
             return
         text = self.editor.toPlainText().strip()
         if text:

@@ -74,7 +74,7 @@ class CatalogCard(QFrame):
         super().__init__(parent)
         self.setObjectName("Card")
         self.entry, self.library, self.downloads = entry, library, downloads
-        self.file = entry.default_file or entry.bundled_file
+        self.file = entry.default_file  # what Download fetches
         self.key = DownloadKey(self.file.repo, self.file.file) if self.file and self.file.repo else None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 14, 16, 14)
@@ -134,11 +134,16 @@ class CatalogCard(QFrame):
         self.refresh()
 
     def installed(self) -> LibraryModel | None:
-        if self.file is None:
+        """The model on disk for this entry: the bundled file, or a finished download."""
+        bundled = self.entry.bundled_file
+        if bundled is not None:
+            starter = next((m for m in self.library.list()
+                            if m.source is ModelSource.STARTER and m.path.name == bundled.file), None)
+            if starter is not None:
+                return starter
+        if self.file is None or self.file.repo is None:
             return None
-        if self.file.bundled:
-            return next((m for m in self.library.list() if m.source is ModelSource.STARTER), None)
-        return self.library.find_download(self.file.repo, self.file.file) if self.file.repo else None
+        return self.library.find_download(self.file.repo, self.file.file)
 
     def refresh(self, paused_text: str = "") -> None:
         running = self.key is not None and self.downloads.running(self.key)

@@ -40,5 +40,5 @@ class Preferences:
 
     def save(self, store: Store) -> None:
         values = dataclasses.asdict(self)
-        values["overflow"] = self.overflow.value
+        values["overflow"] = OverflowPolicy(self.overflow).value
         store.write_settings({_PREFIX + key: value for key, value in values.items()})

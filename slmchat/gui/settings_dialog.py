@@ -237,7 +237,7 @@ class SettingsDialog(QDialog):
     def new_preferences(self) -> Preferences:
         gpu = None if self.gpu_layers.value() == self.gpu_layers.minimum() else self.gpu_layers.value()
         return Preferences(font_size=self.font_size.value(), context_size=self.context_size.value(),
-                           overflow=self.overflow.currentData(), gpu_layers=gpu)
+                           overflow=OverflowPolicy(self.overflow.currentData()), gpu_layers=gpu)
 
     def save(self) -> None:
         """Store everything, then let the window apply what changed."""

@@ -1,0 +1,184 @@
+"""The engine behind a process boundary: streaming, typed errors, crashes, hangs and Stop.
+
+Crashes and hangs are real: the child is killed with SIGKILL, or frozen with SIGSTOP.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slmchat.core import errors
+from slmchat.core.engine_process import EngineClient, ProcessLimits
+from slmchat.core.errors import ContextFull, EngineCrashed, EngineHung, NotAGGUF, NotEnoughMemory
+from slmchat.core.generation import ChatMessage, EngineConfig, FinishReason, GenerationSettings, Role
+from slmchat.paths import Paths
+
+pytestmark = pytest.mark.slow
+HELLO = [ChatMessage(Role.USER, "Tell me a long story about a lighthouse keeper.")]
+LONG_REPLY = GenerationSettings(max_tokens=300, temperature=0)
+
+
+def smollm2_config(path: Path, **overrides: object) -> EngineConfig:
+    return EngineConfig(path, n_ctx=512, n_threads=1, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def client(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineClient]:
+    paths = Paths.at(tmp_path_factory.mktemp("engine-home"))
+    with EngineClient(smollm2_config(smollm2_path), paths=paths) as shared:
+        yield shared
+
+
+def fresh_client(path: Path, home: Path, **limits: float) -> EngineClient:
+    return EngineClient(smollm2_config(path), paths=Paths.at(home), limits=ProcessLimits(**limits))
+
+
+def test_reply_streams_across_the_boundary(client: EngineClient) -> None:
+    arrivals: list[float] = []
+    generation = client.stream_chat(HELLO, GenerationSettings(max_tokens=24, temperature=0))
+    for _piece in generation:
+        arrivals.append(time.monotonic())
+    assert client.info.is_chat and client.info.template_source == "model"
+    assert generation.stats.finish_reason in (FinishReason.LENGTH, FinishReason.DONE)
+    assert generation.stats.completion_tokens > 5
+    assert len(arrivals) > 5  # pieces come one by one, not as one block at the end
+    assert generation.text
+
+
+def test_turn_two_reuses_the_cache_in_the_child(client: EngineClient) -> None:
+    history = [ChatMessage(Role.USER, "Name a fruit.")]
+    first = client.stream_chat(history, GenerationSettings(max_tokens=8, temperature=0))
+    first.read()
+    history += [ChatMessage(Role.ASSISTANT, first.text), ChatMessage(Role.USER, "Another one?")]
+    second = client.stream_chat(history, GenerationSettings(max_tokens=8, temperature=0))
+    second.read()
+    assert 0 < second.stats.prompt_evaluated < second.stats.prompt_tokens // 2
+
+
+def test_typed_error_crosses_and_the_engine_stays_usable(client: EngineClient) -> None:
+    with pytest.raises(ContextFull):
+        client.stream_chat([ChatMessage(Role.USER, "sea " * 2000)])
+    assert client.stream_chat(HELLO, GenerationSettings(max_tokens=4)).read()
+
+
+def test_bad_file_gives_its_typed_error_from_the_child(tmp_path: Path) -> None:
+    path = tmp_path / "random.gguf"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(NotAGGUF):
+        EngineClient(EngineConfig(path), paths=Paths.at(tmp_path / "home"))
+
+
+def test_stop_from_another_thread_ends_the_reply_stopped(client: EngineClient) -> None:
+    generation = client.stream_chat(HELLO, LONG_REPLY)
+    next(generation)
+    threading.Thread(target=client.cancel).start()
+    generation.read()
+    assert generation.stats.finish_reason is FinishReason.STOPPED
+    assert generation.stats.completion_tokens < 300
+    assert client.alive
+
+
+def test_killed_child_leaves_the_reply_interrupted_with_its_text(smollm2_path: Path, tmp_path: Path) -> None:
+    engine = fresh_client(smollm2_path, tmp_path)
+    try:
+        generation = engine.stream_chat(HELLO, LONG_REPLY)
+        for count, _piece in enumerate(generation):
+            if count == 3:
+                os.kill(engine.pid, signal.SIGKILL)
+                break
+        text_before = generation.text
+        with pytest.raises(EngineCrashed, match="SIGKILL"):
+            for _piece in generation:
+                pass
+        assert generation.stats.finish_reason is FinishReason.INTERRUPTED
+        assert generation.text.startswith(text_before) and text_before
+        assert not engine.alive
+        engine.reload()
+        assert engine.stream_chat(HELLO, GenerationSettings(max_tokens=4)).read()
+    finally:
+        engine.close()
+
+
+def test_unanswered_stop_kills_the_child_and_keeps_the_text(smollm2_path: Path, tmp_path: Path) -> None:
+    engine = fresh_client(smollm2_path, tmp_path, cancel_grace_s=0.5)
+    try:
+        generation = engine.stream_chat(HELLO, LONG_REPLY)
+        first = next(generation)
+        os.kill(engine.pid, signal.SIGSTOP)  # a child frozen inside llama.cpp
+        started = time.monotonic()
+        engine.cancel()
+        generation.read()
+        assert time.monotonic() - started < 10
+        assert generation.stats.finish_reason is FinishReason.INTERRUPTED
+        assert generation.text.startswith(first)
+        assert not engine.alive
+    finally:
+        engine.close()
+
+
+def test_silent_child_is_reported_hung(smollm2_path: Path, tmp_path: Path) -> None:
+    engine = fresh_client(smollm2_path, tmp_path, silence_timeout_s=1.0)
+    try:
+        generation = engine.stream_chat(HELLO, LONG_REPLY)
+        next(generation)
+        os.kill(engine.pid, signal.SIGSTOP)
+        with pytest.raises(EngineHung):
+            generation.read()
+        assert generation.stats.finish_reason is FinishReason.INTERRUPTED
+        assert not engine.alive
+    finally:
+        engine.close()
+
+
+def test_load_over_its_time_budget_is_reported_hung(smollm2_path: Path, tmp_path: Path) -> None:
+    config = EngineConfig(smollm2_path, n_threads=1, load_timeout_s=0.01)
+    with pytest.raises(EngineHung, match="loading"):
+        EngineClient(config, paths=Paths.at(tmp_path))
+
+
+def test_memory_over_the_cap_stops_the_child(smollm2_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(NotEnoughMemory):
+        fresh_client(smollm2_path, tmp_path, memory_cap_bytes=20 * 1024**2)
+
+
+def test_child_log_holds_llama_cpps_own_messages(client: EngineClient) -> None:
+    text = client.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "llama_model_loader" in text or "print_info" in text
+
+
+@pytest.mark.parametrize(
+    "error_class",
+    [cls for cls in vars(errors).values()
+     if isinstance(cls, type) and issubclass(cls, errors.SlmchatError)],
+)
+def test_every_user_error_survives_the_pipe(error_class: type[errors.SlmchatError]) -> None:
+    error = error_class("A sentence for the user.", detail="for the log")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is error_class
+    assert (str(copy), copy.detail) == ("A sentence for the user.", "for the log")
+
+
+def test_death_in_the_first_decode_retries_once_without_extra_buffer_types(
+        smollm2_path: Path, tmp_path: Path) -> None:
+    # llama.cpp issue 20824 (AMX) crashes in the first multi-token batch; a SIGKILL right after
+    # the prompt was accepted is the same death at the same moment.
+    engine = fresh_client(smollm2_path, tmp_path)
+    try:
+        assert engine.info.extra["use_extra_bufts"] == "on"  # this CPU has no AMX
+        first_pid = engine.pid
+        long_prompt = [ChatMessage(Role.USER, "Summarise: " + "the sea is calm. " * 80)]
+        generation = engine.stream_chat(long_prompt, GenerationSettings(max_tokens=8, temperature=0))
+        os.kill(first_pid, signal.SIGKILL)  # during the ~400-token prompt evaluation
+        assert generation.read()
+        assert engine.pid != first_pid
+        assert engine.info.extra["use_extra_bufts"] == "off"
+    finally:
+        engine.close()
