@@ -91,13 +91,17 @@ def shoot(theme: str, hub, sparse_file: Path) -> None:
         hub.reset()
         hub.add_repo(DOWNLOAD_REPO, {DOWNLOAD_FILE: sparse_file}, downloads=1200)
         hub.faults.stall_at = int(DOWNLOAD_SIZE * 0.46)
+        hub.faults.stall_times = None  # a retry after the client's read timeout stalls too
+        hub.faults.stall_seconds = 300
         manager = ModelManager(window, load_catalog())
         manager.resize(980, 700)
         manager.show()
         card = next(card for card in manager.cards if card.file and card.file.file == DOWNLOAD_FILE)
+        window.downloads.progress.connect(lambda k, p: print("progress", k == card.key, p.fraction, card.progress.value()))
         card.download_button.click()
-        wait_until(lambda: hub.stalled.is_set() and card.progress.value() > 400)
-        settle(1200)  # the speed and time-left figures settle
+        wait_until(lambda: card.progress.value() > 300)
+        settle(600)
+        print(theme, "download at", card.progress.value() / 10, "% -", card.status.text())
         manager.grab().save(str(OUT / f"{theme}-models-downloading.png"))
         window.downloads.cancel(card.key)
         hub.release_stall()

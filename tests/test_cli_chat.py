@@ -17,7 +17,13 @@ import pytest
 
 from slmchat.cli.chat import ChatSession
 from slmchat.core.engine import Engine
-from slmchat.core.generation import ChatMessage, EngineConfig, FinishReason, GenerationSettings, Role
+from slmchat.core.generation import (
+    ChatMessage,
+    EngineConfig,
+    FinishReason,
+    GenerationSettings,
+    Role,
+)
 
 pytestmark = pytest.mark.slow
 STATS_LINE = re.compile(
@@ -29,7 +35,7 @@ STATS_LINE = re.compile(
 def cli(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.run([sys.executable, "-m", "slmchat.cli", *args, "--threads", "1"], input=stdin, text=True,
-                          capture_output=True, timeout=timeout, env=env)
+                          capture_output=True, timeout=timeout, env=env, check=False)
 
 
 def test_one_turn_streams_the_reply_and_ends_with_one_stats_line(smollm2_path: Path) -> None:

@@ -15,7 +15,13 @@ import llama_cpp
 import pytest
 
 from slmchat.core.engine import Engine
-from slmchat.core.errors import ContextFull, ModelFileDamaged, ModelFileMissing, NotAChatModel, NotAGGUF
+from slmchat.core.errors import (
+    ContextFull,
+    ModelFileDamaged,
+    ModelFileMissing,
+    NotAChatModel,
+    NotAGGUF,
+)
 from slmchat.core.generation import (
     ChatMessage,
     EngineConfig,
@@ -117,6 +123,21 @@ def test_cancel_from_another_thread_stops_within_one_token(smollm2: Engine) -> N
     assert generation.stats.finish_reason is FinishReason.STOPPED
     # llama.cpp's own decode counter: at most the decode already running when Stop came.
     assert smollm2.counters().decoded - decoded_when_cancelled[0] <= 1
+
+
+def test_stop_during_a_long_prompt_does_not_wait_for_its_end(smollm2: Engine) -> None:
+    long_prompt = [user("Summarise this: " + "the tide comes in and the tide goes out. " * 70)]
+    cancel = threading.Event()
+    generation = smollm2.stream_chat(long_prompt, GenerationSettings(max_tokens=8), cancel)
+    threading.Timer(0.05, cancel.set).start()
+    assert generation.read() == ""
+    stats = generation.stats
+    assert stats.finish_reason is FinishReason.STOPPED
+    assert stats.prompt_tokens > 600
+    assert stats.prompt_reused + stats.prompt_evaluated < stats.prompt_tokens  # llama.cpp stopped early
+    resumed = smollm2.stream_chat(long_prompt, GenerationSettings(max_tokens=4, temperature=0))
+    assert resumed.read()  # the cache is consistent after the abort
+    assert resumed.stats.prompt_reused + resumed.stats.prompt_evaluated == resumed.stats.prompt_tokens
 
 
 def test_closing_a_reply_early_marks_it_stopped(smollm2: Engine) -> None:

@@ -17,8 +17,21 @@ import pytest
 
 from slmchat.core import errors
 from slmchat.core.engine_process import EngineClient, ProcessLimits
-from slmchat.core.errors import ContextFull, EngineCrashed, EngineHung, NotAGGUF, NotEnoughMemory
-from slmchat.core.generation import ChatMessage, EngineConfig, FinishReason, GenerationSettings, Role
+from slmchat.core.errors import (
+    ContextFull,
+    EngineCrashed,
+    EngineHung,
+    ModelFileDamaged,
+    NotAGGUF,
+    NotEnoughMemory,
+)
+from slmchat.core.generation import (
+    ChatMessage,
+    EngineConfig,
+    FinishReason,
+    GenerationSettings,
+    Role,
+)
 from slmchat.paths import Paths
 
 pytestmark = pytest.mark.slow
@@ -74,6 +87,16 @@ def test_bad_file_gives_its_typed_error_from_the_child(tmp_path: Path) -> None:
     path.write_bytes(os.urandom(4096))
     with pytest.raises(NotAGGUF):
         EngineClient(EngineConfig(path), paths=Paths.at(tmp_path / "home"))
+
+
+def test_load_failure_shows_llama_cpps_own_reason(smollm2_path: Path, tmp_path: Path) -> None:
+    # Valid container, but a tensor llama.cpp requires is renamed: only llama.cpp notices.
+    data = smollm2_path.read_bytes()
+    at = data.index(b"output_norm.weight")
+    path = tmp_path / "renamed-tensor.gguf"
+    path.write_bytes(data[:at] + b"output_norx.weight" + data[at + 18:])
+    with pytest.raises(ModelFileDamaged, match="output_norm.weight' not found"):
+        EngineClient(EngineConfig(path, n_threads=1), paths=Paths.at(tmp_path / "home"))
 
 
 def test_stop_from_another_thread_ends_the_reply_stopped(client: EngineClient) -> None:
@@ -145,8 +168,13 @@ def test_load_over_its_time_budget_is_reported_hung(smollm2_path: Path, tmp_path
 
 
 def test_memory_over_the_cap_stops_the_child(smollm2_path: Path, tmp_path: Path) -> None:
-    with pytest.raises(NotEnoughMemory):
-        fresh_client(smollm2_path, tmp_path, memory_cap_bytes=20 * 1024**2)
+    engine: EngineClient | None = None
+    with pytest.raises(NotEnoughMemory):  # while loading, or at the latest when asked to reply
+        engine = fresh_client(smollm2_path, tmp_path, memory_cap_bytes=20 * 1024**2)
+        engine.stream_chat(HELLO, GenerationSettings(max_tokens=4)).read()
+    if engine is not None:
+        assert not engine.alive
+        engine.close()
 
 
 def test_child_log_holds_llama_cpps_own_messages(client: EngineClient) -> None:

@@ -9,7 +9,13 @@ import pytest
 
 from slmchat.core.generation import ChatMessage, Role
 from slmchat.core.gguf_check import read_gguf
-from slmchat.core.templates import ChatFormat, SpecialTokens, TemplateFailed, build_environment, choose_format
+from slmchat.core.templates import (
+    ChatFormat,
+    SpecialTokens,
+    TemplateFailed,
+    build_environment,
+    choose_format,
+)
 
 TOKENS = SpecialTokens(bos="<s>", eos="</s>")
 CHAT = [ChatMessage(Role.SYSTEM, "Be brief."), ChatMessage(Role.USER, "Hi there")]

@@ -28,7 +28,7 @@ from slmchat.core.generation import (
 from slmchat.paths import Paths, starter_model
 
 # Everything a terminal would act on rather than show: C0/C1 controls except tab and newline.
-_TERMINAL_CONTROLS = {c: None for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+_TERMINAL_CONTROLS = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
 
 
 class Engineish(Protocol):

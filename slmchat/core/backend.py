@@ -49,7 +49,7 @@ class ModelFacts:
     kv_bytes_per_token: int  # 0 when unknown
 
     @classmethod
-    def of(cls, gguf: Any) -> "ModelFacts":
+    def of(cls, gguf: Any) -> ModelFacts:
         """From gguf_check's `GGUFInfo` (read before llama.cpp sees the file)."""
         per_token = gguf.block_count * gguf.head_count_kv * (gguf.key_length + gguf.value_length)
         return cls(

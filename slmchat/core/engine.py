@@ -128,7 +128,7 @@ class Engine:
             n_gpu_layers=self.resolved.n_gpu_layers,
             extra={
                 "use_extra_bufts": "on" if self.resolved.use_extra_bufts else "off",
-                **({"template_problem": gguf.template_problem} if gguf.template_problem else {}),
+                **({"template_problem": plain_text(gguf.template_problem, 300)} if gguf.template_problem else {}),
             },
         )
 
@@ -220,7 +220,7 @@ class Engine:
             llama_cpp.llama_model_free(self._model)
             self._model = None
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -282,7 +282,9 @@ class Engine:
                cancel: threading.Event | None, dropped: int) -> Generation:
         if self._active is not None:
             self._active.close()
-        stats = GenerationStats(prompt_tokens=len(prompt), dropped_messages=dropped)
+        # STOPPED until it ends some other way: a reply closed before its first piece was stopped.
+        stats = GenerationStats(finish_reason=FinishReason.STOPPED, prompt_tokens=len(prompt),
+                                dropped_messages=dropped)
         self._active = Generation(self._run(prompt, settings, cancel or threading.Event(), stats), stats)
         return self._active
 
@@ -357,7 +359,6 @@ class Engine:
         ctx, vocab = self._ctx, self._vocab
         sampler = self._sampler(settings, prompt)
         first_token_at = 0.0
-        stats.finish_reason = FinishReason.STOPPED  # until it ends some other way
         try:
             reused = self._reuse_prefix(prompt)
             llama_cpp.llama_perf_context_reset(ctx)

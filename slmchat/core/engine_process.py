@@ -45,7 +45,6 @@ from slmchat.core.generation import (
     Generation,
     GenerationSettings,
     GenerationStats,
-    ModelInfo,
 )
 from slmchat.core.plaintext import plain_text
 from slmchat.paths import Paths
@@ -54,6 +53,8 @@ log = logging.getLogger(__name__)
 
 _SPAWN = multiprocessing.get_context("spawn")
 _POLL_S = 0.05
+_MEMORY_CHECK_S = 0.25
+_GGML_DEBUG, _GGML_WARN, _GGML_ERROR, _GGML_CONT = 1, 3, 4, 5  # enum ggml_log_level
 _LOG_TAIL_LINES = 30
 _LOGS_KEPT = 20
 _counter = itertools.count()
@@ -78,7 +79,7 @@ class _LlamaLog:
         import llama_cpp
 
         self._fd = fd
-        self.problems: collections.deque[str] = collections.deque(maxlen=10)
+        self.problems: collections.deque[tuple[int, str]] = collections.deque(maxlen=10)
         self._level = 0
         self._callback = llama_cpp.llama_log_callback(self._write)  # referenced: C holds it
         llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
@@ -86,13 +87,13 @@ class _LlamaLog:
     def _write(self, level: int, text: bytes | None, _user_data: Any) -> None:
         if not text:
             return
-        if level != 5:  # GGML_LOG_LEVEL_CONT continues the previous message
+        if level != _GGML_CONT:  # a continuation keeps the previous message's level
             self._level = level
-        if self._level == 1:  # DEBUG: noise
+        if self._level == _GGML_DEBUG:
             return
         os.write(self._fd, text)
-        if self._level >= 3 and text.strip():  # WARN, ERROR
-            self.problems.append(text.decode("utf-8", "replace").strip())
+        if self._level in (_GGML_WARN, _GGML_ERROR) and text.strip():
+            self.problems.append((self._level, text.decode("utf-8", "replace").strip()))
 
 
 def _child_main(conn: Connection, config: EngineConfig, log_path: str) -> None:
@@ -122,12 +123,19 @@ def _child_main(conn: Connection, config: EngineConfig, log_path: str) -> None:
     _Server(engine, conn).serve()
 
 
-def _with_llama_reason(error: SlmchatError, problems: Sequence[str]) -> SlmchatError:
-    """The same error, its message ending with what llama.cpp itself logged as the reason."""
+def _with_llama_reason(error: SlmchatError, problems: Sequence[tuple[int, str]]) -> SlmchatError:
+    """The same error, its message ending with what llama.cpp itself logged as the reason.
+
+    The first error line names the cause ("tensor 'x' not found"); the later ones only say
+    that loading failed.
+    """
     if not problems:
         return error
-    reason = plain_text(problems[-1], 200)
-    return type(error)(f"{error} llama.cpp says: {reason}", detail="\n".join(problems))
+    errors = [text for level, text in problems if level == _GGML_ERROR]
+    first = errors[0] if errors else problems[-1][1]
+    reason = plain_text(first.split("error loading model: ", 1)[-1], 200)
+    return type(error)(f"{error} llama.cpp says: {reason}",
+                       detail="\n".join(text for _, text in problems))
 
 
 class _Server:
@@ -248,6 +256,8 @@ class EngineClient:
         process.start()
         child_end.close()
         self._process, self._conn, self._started_config = process, parent_end, config
+        self._watched = psutil.Process(process.pid)
+        self._next_memory_check = 0.0
         self._memory_cap = self._limits.memory_cap_bytes or int(psutil.virtual_memory().total * 0.9)
         self._served = False  # no piece yet from this process: a crash now may be the AMX bug
         deadline = time.monotonic() + config.load_timeout_s
@@ -256,6 +266,9 @@ class EngineClient:
                 pass
         except _ChildGone as gone:
             raise gone.error from None
+        except BaseException:  # Ctrl+C while loading: leave no process behind
+            self._kill()
+            raise
         kind, _, body = message
         if kind == "error":
             self._kill()
@@ -274,6 +287,15 @@ class EngineClient:
             stale.unlink(missing_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return folder / f"{stamp}-{os.getpid()}-{next(_counter)}-{Path(config.model_path).stem[:40]}.log"
+
+    def _tell(self, message: tuple) -> None:
+        """Send a control message; a child that is already gone needs none."""
+        conn = self._conn
+        if conn is not None and self.alive:
+            try:
+                conn.send(message)
+            except (OSError, ValueError):
+                pass
 
     def _kill(self) -> None:
         process = self._process
@@ -315,8 +337,8 @@ class EngineClient:
 
     def _check_memory(self) -> None:
         try:
-            rss = psutil.Process(self._process.pid).memory_info().rss
-        except (psutil.Error, TypeError):
+            rss = self._watched.memory_info().rss
+        except psutil.Error:  # gone: the caller finds out from the pipe
             return
         if rss > self._memory_cap:
             self._kill()
@@ -331,6 +353,10 @@ class EngineClient:
         conn = self._conn
         if conn is None:
             raise _ChildGone(EngineCrashed("The model is not loaded; load it again."), False)
+        now = time.monotonic()
+        if now >= self._next_memory_check:  # by the clock: a fast stream must not skip it
+            self._next_memory_check = now + _MEMORY_CHECK_S
+            self._check_memory()
         try:
             if conn.poll(_POLL_S):
                 return conn.recv()
@@ -338,7 +364,6 @@ class EngineClient:
             raise self._death(phase) from None
         if not self._process.is_alive():
             raise self._death(phase)
-        self._check_memory()
         if time.monotonic() > deadline:
             self._kill()
             what = {"load": "loading the model", "start": "preparing the prompt",
@@ -368,8 +393,8 @@ class EngineClient:
 
     def _request(self, kind: str, payload: Any, settings: GenerationSettings | None,
                  cancel: threading.Event | None) -> Generation:
-        if self._active is not None and not self._active[1].finished and self.alive:
-            self._conn.send(("cancel", self._active[0]))  # abandoned: its late pieces are dropped
+        if self._active is not None and not self._active[1].finished:
+            self._tell(("cancel", self._active[0]))  # abandoned: its late pieces are dropped
         request = (kind, next(_counter), payload, settings or GenerationSettings())
         cancel = cancel or threading.Event()
         self._cancel = cancel
@@ -380,9 +405,10 @@ class EngineClient:
 
     def _send_and_start(self, request: tuple) -> GenerationStats:
         """Send a request and wait until the child has rendered the prompt (or refused it)."""
-        if not self.alive:
+        conn = self._conn
+        if conn is None or not self.alive:
             raise EngineCrashed("The model is not loaded; load it again.")
-        self._conn.send(request)
+        conn.send(request)
         deadline = time.monotonic() + self._limits.start_timeout_s
         try:
             while True:
@@ -404,12 +430,12 @@ class EngineClient:
             while not self._closing:
                 if cancel.is_set() and asked_to_stop_at is None:
                     asked_to_stop_at = time.monotonic()
-                    self._conn.send(("cancel", request_id))
+                    self._tell(("cancel", request_id))
                     deadline = min(deadline, asked_to_stop_at + self._limits.cancel_grace_s)
                 try:
                     message = self._receive(deadline, phase)
                 except _ChildGone as gone:
-                    if self._retry_without_extra_bufts(gone, request):
+                    if asked_to_stop_at is None and self._retry_without_extra_bufts(gone, request):
                         deadline = time.monotonic() + self._limits.prefill_timeout_s
                         continue
                     stats.finish_reason = FinishReason.INTERRUPTED
@@ -447,7 +473,7 @@ class EngineClient:
         """After a Stop, wait (briefly) for the child to finish the reply, else kill it."""
         if not self.alive:
             return
-        self._conn.send(("cancel", request_id))
+        self._tell(("cancel", request_id))
         deadline = time.monotonic() + self._limits.cancel_grace_s
         try:
             while True:
@@ -467,7 +493,7 @@ class EngineClient:
         log.warning("engine crashed in its first reply with extra buffer types on; retrying without")
         try:
             self._start(dataclasses.replace(config, use_extra_bufts=False))
-            self._conn.send(request)
+            self._send_and_start(request)
         except SlmchatError:
             log.exception("retry without extra buffer types failed")
             return False
@@ -488,18 +514,14 @@ class EngineClient:
         process, conn = self._process, self._conn
         if process is None:
             return
-        try:
-            if conn is not None and process.is_alive():
-                conn.send(("close",))
-        except (OSError, ValueError):
-            pass
+        self._tell(("close",))
         process.join(self._limits.cancel_grace_s)
         self._kill()
         if conn is not None:
             conn.close()
         self._conn = None
 
-    def __enter__(self) -> "EngineClient":
+    def __enter__(self) -> EngineClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -216,7 +216,7 @@ BUILTINS = (
              ("<start_of_turn>", "<end_of_turn>"), _GEMMA),
 )
 
-_INSTRUCT = re.compile(r"(instruct|chat|\bit\b|-it$|-it-)", re.IGNORECASE)
+_INSTRUCT = re.compile(r"(instruct|chat|\bit\b)", re.IGNORECASE)  # "it": Gemma's "-it" models
 
 
 def declares_instruct(metadata: Mapping[str, Any]) -> bool:

@@ -283,8 +283,7 @@ class ChatController(QObject):
         return self.session.info.n_ctx if self.session.info else 0
 
     def _model_name(self) -> str:
-        if self.session.info is not None:
-            return self.session.info.name
+        """The name the user knows the model by (the switcher's), stored with each reply."""
         return self.session.request.name if self.session.request else ""
 
     def _model_available(self) -> bool:

@@ -145,7 +145,8 @@ class CatalogCard(QFrame):
             return None
         return self.library.find_download(self.file.repo, self.file.file)
 
-    def refresh(self, paused_text: str = "") -> None:
+    def refresh(self, stopped_text: str = "", paused: bool = False) -> None:
+        """Show the entry's state: on disk, downloading, paused, failed (`stopped_text`), or not yet."""
         running = self.key is not None and self.downloads.running(self.key)
         installed = None if running else self.installed()
         self.progress.setVisible(running)
@@ -164,9 +165,8 @@ class CatalogCard(QFrame):
             last = self.downloads.last_progress(self.key)
             self.status.setText(describe_progress(last) if last else "Starting…")
         else:
-            self.status.setText(paused_text)
-        if paused_text and not running:
-            self.download_button.setText("Resume")
+            self.status.setText(stopped_text)
+        self.download_button.setText("Resume" if paused else "Download")
 
     def _download(self) -> None:
         if self.entry.gated and not self.token.text().strip():
@@ -194,7 +194,7 @@ class CatalogCard(QFrame):
 
     def _stopped(self, key: DownloadKey, text: str, paused: bool) -> None:
         if key == self.key:
-            self.refresh(paused_text="Paused." if paused else text)
+            self.refresh("Paused — Resume continues where it stopped." if paused else text, paused)
 
 
 class _MyModels(QWidget):
