@@ -105,6 +105,7 @@ def run_gui(paths: Paths) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from slmchat.core.errors import SlmchatError
+    from slmchat.gui.single_instance import InstanceServer, ask_running_app_to_show
     from slmchat.logsetup import setup_logging
 
     setup_logging(paths)
@@ -112,14 +113,23 @@ def run_gui(paths: Paths) -> int:
     app.setApplicationName("slmchat")
     app.setApplicationDisplayName("slmchat")
     app.setDesktopFileName("slmchat")
+    if ask_running_app_to_show(paths.data):
+        return 0
     try:
         window = build_window(paths, app)
     except SlmchatError as error:  # e.g. a database from a newer slmchat: refuse, touch nothing
         QMessageBox.critical(None, "slmchat cannot start", str(error))
         return 1
     window.show()
+    InstanceServer(paths.data, lambda: bring_forward(window), window)
     QTimer.singleShot(0, lambda: start_background_work(window))
     return app.exec()
+
+
+def bring_forward(window: object) -> None:
+    window.showNormal()
+    window.raise_()
+    window.activateWindow()
 
 
 def self_test(model_path: Path) -> int:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from model_cache import MODEL_CACHE
 
 pytest_plugins = ["hub_server"]  # the `fake_hub` fixture: a loopback Hugging Face Hub
 
@@ -17,7 +18,6 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ.pop("HF_TOKEN", None)
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_CACHE = Path(os.environ.get("SLMCHAT_TEST_MODELS", Path.home() / ".cache" / "slmchat-test-models"))
 
 
 @pytest.fixture(autouse=True)

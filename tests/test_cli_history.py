@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -9,9 +10,12 @@ from pathlib import Path
 import pytest
 
 from slmchat.cli import EXIT_USER_ERROR, main
+from slmchat.cli.terminal import write_out
 from slmchat.core.generation import GenerationStats
 from slmchat.core.store import Store
 from slmchat.paths import Paths
+
+ESCAPES = ("\x1b", "\x07", "\x9b")
 
 
 @pytest.fixture
@@ -114,3 +118,44 @@ def test_a_damaged_database_is_reported_and_replaced(
     err = capsys.readouterr().err
     assert "damaged" in err and ".corrupt-" in err
     assert rows(path, "SELECT count(*) FROM conversations") == [(0,)]
+
+
+def test_stored_escape_codes_never_reach_the_terminal(
+    slmchat_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A pasted message or a model's reply can hold escape sequences: shown, they are dropped;
+    exported to a file or a pipe, they are kept exactly."""
+    with Store(Paths.at(slmchat_home).ensure().database) as store:
+        conversation = store.new_conversation()
+        store.add_user_message(conversation.id, "Clear \x1b[2Jthe screen?")
+        reply = store.start_reply(conversation.id)
+        store.finish_reply(reply.id, "Retitled\x1b]0;pwned\x07 and \x9b31mred", GenerationStats())
+    for command in (["history", "list"], ["history", "show", "1"], ["history", "search", "screen"]):
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        assert "screen" in out and not any(code in out for code in ESCAPES), command
+    target = tmp_path / "exact.md"
+    assert main(["history", "export", "1", "--output", str(target)]) == 0
+    exported = target.read_text(encoding="utf-8")
+    assert "Retitled\x1b]0;pwned\x07 and \x9b31mred" in exported
+    assert main(["history", "export", "1"]) == 0  # stdout is a pipe here
+    assert capsys.readouterr().out == exported
+    terminal = TerminalStream()
+    write_out(terminal, exported)
+    assert "Retitled]0;pwned and 31mred" in terminal.getvalue()
+    assert not any(code in terminal.getvalue() for code in ESCAPES)
+
+
+class TerminalStream(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_export_errors_are_one_clear_line(database: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["history", "export", "1", "--output", str(tmp_path / "no" / "such" / "folder.md")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("slmchat: Cannot write ") and "No such file or directory" in err and err.count("\n") == 1
+    assert main(["history", "export", "1", "--output", str(tmp_path)]) == 1  # a folder
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["history", "export", "--all", "--format", "md"]) == 1
+    assert capsys.readouterr().err == "slmchat: --all exports every conversation as JSON only; leave out --format md.\n"

@@ -174,6 +174,38 @@ def test_asking_again_reuses_the_whole_prompt(smollm2: Engine) -> None:
     assert again.stats.prompt_reused == again.stats.prompt_tokens - 1
 
 
+def test_a_conversation_left_and_resumed_is_restored_from_disk_not_evaluated_again(
+        smollm2_path: Path, tmp_path: Path) -> None:
+    with Engine(EngineConfig(smollm2_path, n_ctx=1024, n_threads=1), kv_states=tmp_path) as engine:
+        france = [SYSTEM, user("What is the capital of France?")]
+        first = engine.stream_chat(france, GREEDY, session="france")
+        first.read()
+        assert first.stats.finish_reason is FinishReason.DONE
+        other = [SYSTEM, user("Write a haiku about snow, please.")]
+        engine.stream_chat(other, GenerationSettings(max_tokens=8, temperature=0), session="snow").read()
+        assert len(list(tmp_path.glob("*.kv"))) == 1  # leaving "france" saved it
+        france += [ChatMessage(Role.ASSISTANT, first.text), user("And why?")]
+        second = engine.stream_chat(france, GREEDY, session="france")
+        second.read()
+        added = "<|im_end|>\n<|im_start|>user\nAnd why?<|im_end|>\n<|im_start|>assistant\n"
+        new_tokens = len(engine.tokenize(added, add_special=False, parse_special=True))
+        # llama_perf_context's n_p_eval: the snow conversation's cache was replaced by the saved one.
+        assert engine.counters().prompt_evaluated == new_tokens == second.stats.prompt_evaluated
+        assert second.stats.prompt_reused == second.stats.prompt_tokens - new_tokens
+        assert len(list(tmp_path.glob("*.kv"))) == 2  # leaving "snow" saved it too
+
+
+def test_a_forgotten_conversation_is_never_written_back(smollm2_path: Path, tmp_path: Path) -> None:
+    with Engine(EngineConfig(smollm2_path, n_ctx=512, n_threads=1), kv_states=tmp_path) as engine:
+        engine.stream_chat([user("Hello there.")], GenerationSettings(max_tokens=4), session="gone").read()
+        assert engine.save_session() and list(tmp_path.glob("*.kv"))
+        engine.stream_chat([user("Hello there."), ChatMessage(Role.ASSISTANT, "Hi."), user("Bye.")],
+                           GenerationSettings(max_tokens=4), session="gone").read()
+        engine.forget_session("gone")
+        assert engine.session is None and not list(tmp_path.glob("*.kv"))
+    assert not list(tmp_path.glob("*.kv"))  # closing did not save it again
+
+
 # --- context policy ---------------------------------------------------------------------------
 def test_over_long_history_is_trimmed_from_the_front_and_reported(small_context: Engine) -> None:
     history = long_history(turns=12)

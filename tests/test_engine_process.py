@@ -210,3 +210,41 @@ def test_death_in_the_first_decode_retries_once_without_extra_buffer_types(
         assert engine.info.extra["use_extra_bufts"] == "off"
     finally:
         engine.close()
+
+
+# --- conversations' KV states on disk -------------------------------------------------------------
+def test_a_conversation_reopened_in_a_fresh_process_evaluates_only_its_new_tokens(
+        smollm2_path: Path, tmp_path: Path) -> None:
+    paths = Paths.at(tmp_path)
+    history = [ChatMessage(Role.USER, "Here are my notes on lighthouses. " * 25 + "Summarise them.")]
+    short = GenerationSettings(max_tokens=12, temperature=0)
+    with EngineClient(smollm2_config(smollm2_path), paths=paths) as first_process:
+        first = first_process.stream_chat(history, short, session="conversation-7")
+        first.read()
+    assert first.stats.prompt_evaluated == first.stats.prompt_tokens > 200  # a cold prefill
+    assert len(list(paths.kv_states.glob("*.kv"))) == 1  # closing saved the conversation
+
+    history += [ChatMessage(Role.ASSISTANT, first.text), ChatMessage(Role.USER, "Shorter, please.")]
+    with EngineClient(smollm2_config(smollm2_path), paths=paths) as second_process:
+        second = second_process.stream_chat(history, short, session="conversation-7")
+        second.read()
+        elsewhere = second_process.stream_chat(history, short, session="another-conversation")
+        elsewhere.read()  # the same prompt under a conversation with no saved state
+    # Counts from llama.cpp's perf context in the child (n_p_eval).
+    assert second.stats.prompt_reused >= first.stats.prompt_tokens
+    assert second.stats.prompt_evaluated == second.stats.prompt_tokens - second.stats.prompt_reused < 40
+    assert elsewhere.stats.prompt_reused == second.stats.prompt_tokens - 1  # the cache in memory serves it
+    assert second.text  # the restored state answers
+
+
+def test_deleting_a_conversation_deletes_its_saved_state(client: EngineClient) -> None:
+    folder = client.paths.kv_states
+    client.stream_chat(HELLO, GenerationSettings(max_tokens=4), session="to-delete").read()
+    assert client.save_session()
+    assert list(folder.glob("*.kv"))
+    client.forget_session("to-delete")
+    assert not list(folder.glob("*.kv"))
+    client.stream_chat(HELLO, GenerationSettings(max_tokens=4), session="kept").read()
+    assert client.save_session()  # leaving "to-delete" wrote nothing back: only "kept" is there
+    assert len(list(folder.glob("*.kv"))) == 1
+    client.forget_session("kept")

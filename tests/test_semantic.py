@@ -14,7 +14,7 @@ import numpy as np
 import numpy_reference as ref
 import pytest
 import tiny_gguf
-from conftest import MODEL_CACHE
+from model_cache import MODEL_CACHE
 
 from slmchat.core import semantic
 from slmchat.core.bert_convert import convert_bert

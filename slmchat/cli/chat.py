@@ -1,117 +1,89 @@
 """`slmchat-cli chat` and `slmchat-cli complete`: talk to a model from the terminal.
 
-Both run the model in its engine process. `ChatSession` holds the conversation and is the hook
-for whatever wants to see each message (storing chats, for instance): pass `on_message`.
+Both run the model in its engine process. Every chat turn is stored through
+`slmchat.core.chat_session.ChatSession`, like the GUI's: a new conversation per run unless
+`--conversation ID` continues one (its id is printed on stderr so scripts can), or none with
+`--no-store`. Ctrl+C stops the reply being written (stored as stopped, with its text), not the
+program; at the prompt it ends the chat. A reply cut off by the model's process dying is stored
+as interrupted with its text; the interactive chat then loads the model again and goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol, TextIO
+from types import FrameType
 
+from slmchat.cli import EXIT_INTERRUPTED
+from slmchat.cli.history import open_store, positive_int
+from slmchat.cli.terminal import for_terminal, printer
+from slmchat.core.chat_session import ChatSession, Turn
 from slmchat.core.engine_process import EngineClient
-from slmchat.core.errors import ModelFileMissing
+from slmchat.core.errors import ModelFileMissing, NotAChatModel, SlmchatError
 from slmchat.core.generation import (
-    ChatMessage,
     EngineConfig,
-    Generation,
+    FinishReason,
     GenerationSettings,
     GenerationStats,
-    Role,
 )
+from slmchat.core.library import ModelLibrary
+from slmchat.core.store import Store
+from slmchat.core.store_records import Conversation
 from slmchat.paths import Paths, starter_model
-
-# Everything a terminal would act on rather than show: C0/C1 controls except tab and newline.
-_TERMINAL_CONTROLS = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
-
-
-class Engineish(Protocol):
-    def stream_chat(self, messages: list[ChatMessage], settings: GenerationSettings | None = None,
-                    cancel: threading.Event | None = None) -> Generation: ...
-
-
-MessageHook = Callable[[ChatMessage, "GenerationStats | None"], None]
-
-
-class ChatSession:
-    """A conversation: the history sent each turn, and a hook called with every new message.
-
-    `on_message(message, stats)` sees the user's message (stats None) before the model is
-    asked, and the reply — also a stopped or interrupted one, with its text so far — after.
-    """
-
-    def __init__(self, engine: Engineish, settings: GenerationSettings, *, system: str | None = None,
-                 history: list[ChatMessage] | None = None, on_message: MessageHook | None = None) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.messages: list[ChatMessage] = list(history or [])
-        if system and not self.messages:
-            self.messages.append(ChatMessage(Role.SYSTEM, system))
-        self._on_message = on_message or (lambda message, stats: None)
-
-    def send(self, text: str, show: Callable[[str], None], cancel: threading.Event | None = None) -> GenerationStats:
-        """Ask the model to answer `text`, passing each piece of the reply to `show`."""
-        user = ChatMessage(Role.USER, text)
-        self.messages.append(user)
-        self._on_message(user, None)
-        generation = self.engine.stream_chat(self.messages, self.settings, cancel)
-        try:
-            for piece in generation:
-                show(piece)
-        finally:
-            reply = ChatMessage(Role.ASSISTANT, generation.text)
-            self.messages.append(reply)
-            self._on_message(reply, generation.stats)
-        return generation.stats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    chat = subparsers.add_parser("chat", help="chat with a model (one turn with --prompt)")
+    chat = subparsers.add_parser("chat", help="chat with a model (one turn with --prompt); every turn is stored")
     _model_options(chat)
     chat.add_argument("--system", metavar="TEXT", help="a system prompt")
     chat.add_argument("--prompt", metavar="TEXT", help="send one message, print the reply, exit")
+    where = chat.add_mutually_exclusive_group()
+    where.add_argument("--conversation", type=positive_int, metavar="ID",
+                       help="continue stored conversation ID (its model, system prompt and settings, "
+                            "unless given here: those given are kept for it)")
+    where.add_argument("--no-store", action="store_true", help="keep no record of this chat")
     chat.set_defaults(func=run_chat)
 
-    complete = subparsers.add_parser("complete", help="continue a text (for base models)")
+    complete = subparsers.add_parser("complete", help="continue a text (for base models); not stored")
     _model_options(complete)
     complete.add_argument("--prompt", metavar="TEXT", required=True, help="the text to continue")
     complete.set_defaults(func=run_complete)
 
 
+def _temperature(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 5.0:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be between 0 and 5, not {text}")
+    return value
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     defaults = GenerationSettings()
-    parser.add_argument("--model", type=Path, metavar="PATH", help="a GGUF file (default: the starter model)")
-    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
-    parser.add_argument("--seed", type=int, default=None, metavar="S")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--model", metavar="PATH", help="a GGUF file, or the id of a model in your library "
+                        "(default: the conversation's model, else the starter model)")
+    # None means "not given": a continued conversation keeps its own value.
+    parser.add_argument("--max-tokens", type=positive_int, metavar="N",
+                        help=f"longest reply in tokens (default: {defaults.max_tokens})")
+    parser.add_argument("--temperature", type=_temperature, metavar="T",
+                        help=f"0 always picks the likeliest word (default: {defaults.temperature})")
+    parser.add_argument("--seed", type=int, metavar="S", help="fix the randomness, to repeat a reply")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads (default: one per physical core)")
     parser.add_argument("--stats", action="store_true",
-                        help="end with a line of speed figures and prompt tokens evaluated/reused")
+                        help="end each reply with a line of speed figures and prompt tokens evaluated/reused")
 
 
-def _settings(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-
-
-def _open_engine(args: argparse.Namespace, paths: Paths) -> EngineClient:
-    model = args.model or starter_model()
-    if model is None:
-        raise ModelFileMissing("No model given, and the starter model is not installed. Pass --model PATH.")
-    return EngineClient(EngineConfig(model_path=Path(model), n_threads=args.threads), paths=paths)
-
-
-def _printer(out: TextIO) -> Callable[[str], None]:
-    def show(piece: str) -> None:
-        out.write(piece.translate(_TERMINAL_CONTROLS))
-        out.flush()
-    return show
+def _settings(args: argparse.Namespace, base: GenerationSettings | None) -> GenerationSettings:
+    """`base` (a conversation's settings, else the defaults) with the options given on the command line."""
+    given = {name: getattr(args, name) for name in ("max_tokens", "temperature", "seed")
+             if getattr(args, name) is not None}
+    return dataclasses.replace(base or GenerationSettings(), **given)
 
 
 def stats_line(stats: GenerationStats) -> str:
@@ -121,56 +93,155 @@ def stats_line(stats: GenerationStats) -> str:
             f"evaluated, {stats.prompt_reused} reused ({stats.completion_tokens} generated)")
 
 
+# --- which model ------------------------------------------------------------------------------
+def _choose_model(given: str | None, conversation: Conversation | None, paths: Paths) -> tuple[Path, str]:
+    """The file to load and how to record it: the library id when it is in the library (as the
+    GUI records it), else its absolute path.
+
+    `given` is a path or a library id. Without it, a conversation continues with the model it
+    was held with, and a new one starts with the starter model.
+    """
+    known = {model.id: model.path.resolve() for model in ModelLibrary(paths).list()}
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.exists() and given in known:
+            path = known[given]
+    elif conversation is not None and conversation.model:
+        path = known.get(conversation.model) or Path(conversation.model)
+        if not path.is_file():
+            raise ModelFileMissing(
+                f'Conversation {conversation.id} was held with "{for_terminal(conversation.model)}", which '
+                "is not available any more. Pass --model PATH to continue it with another model.")
+    else:
+        starter = starter_model()
+        if starter is None:
+            raise ModelFileMissing("No model given, and the starter model is not installed. Pass --model PATH.")
+        path = starter
+    path = path.resolve()
+    by_path = {model_path: model_id for model_id, model_path in known.items()}
+    return path, by_path.get(path, str(path))
+
+
+def _open_engine(path: Path, args: argparse.Namespace, paths: Paths) -> EngineClient:
+    return EngineClient(EngineConfig(model_path=path, n_threads=args.threads), paths=paths)
+
+
+# --- Ctrl+C -----------------------------------------------------------------------------------
+class _CtrlC:
+    """SIGINT handler: while a reply is under way (`replying` is its cancel event) Ctrl+C stops
+    that reply; otherwise it raises KeyboardInterrupt as usual (at the prompt: end the chat).
+
+    `replying` stays set until the turn is stored, so a late Ctrl+C cannot break off the
+    database write that records the reply.
+    """
+
+    def __init__(self) -> None:
+        self.replying: threading.Event | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.replying is None:
+            raise KeyboardInterrupt
+        self.replying.set()
+
+
 @contextmanager
-def _ctrl_c_stops(cancel: threading.Event) -> Iterator[None]:
-    """While a reply streams, Ctrl+C stops the reply instead of the program."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+def _ctrl_c_stops_replies() -> Iterator[_CtrlC]:
+    handler = _CtrlC()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield handler
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: cancel.set())
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        yield handler
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
+# --- chat -------------------------------------------------------------------------------------
 def run_chat(args: argparse.Namespace, paths: Paths) -> int:
-    show = _printer(sys.stdout)
-    with _open_engine(args, paths) as engine:
-        session = ChatSession(engine, _settings(args), system=args.system)
-        if args.prompt is not None:
-            _turn(session, args.prompt, show, args.stats)
-            return 0
-        print(f"Chatting with {engine.info.name}. Ctrl+C stops a reply; Ctrl+D or an empty line ends.",
-              file=sys.stderr)
-        while True:
+    if args.prompt is not None and not args.prompt.strip():
+        raise SlmchatError("There is nothing to send: the prompt is empty.")
+    with (Store(":memory:") if args.no_store else open_store(paths)) as store:
+        conversation = store.conversation(args.conversation) if args.conversation else None
+        model_path, model = _choose_model(args.model, conversation, paths)
+        with _open_engine(model_path, args, paths) as engine, _ctrl_c_stops_replies() as ctrl_c:
+            if not engine.info.is_chat:
+                raise NotAChatModel(
+                    f"{for_terminal(engine.info.name)} is a base model: it has no chat format and only "
+                    "continues text. Use `slmchat-cli complete` with it, or choose a chat (instruct) model.")
+            session = _session(store, engine, args, conversation, model)
             try:
-                text = input("> ")
-            except EOFError:
-                return 0
-            if not text.strip():
-                return 0
-            _turn(session, text, show, args.stats)
+                if args.prompt is not None:
+                    turn = _turn(session, args.prompt, ctrl_c, args.stats)
+                    stopped = turn.stats is not None and turn.stats.finish_reason is FinishReason.STOPPED
+                    return EXIT_INTERRUPTED if stopped else 0  # a stopped reply is stored, but not whole
+                return _interactive(session, engine, ctrl_c, args)
+            finally:
+                if session.conversation_id is not None and not args.no_store:
+                    print(f"slmchat: conversation {session.conversation_id} (continue it with "
+                          f"--conversation {session.conversation_id})", file=sys.stderr)
 
 
-def _turn(session: ChatSession, text: str, show: Callable[[str], None], with_stats: bool) -> None:
-    cancel = threading.Event()
-    with _ctrl_c_stops(cancel):
-        stats = session.send(text, show, cancel)
+def _session(store: Store, engine: EngineClient, args: argparse.Namespace,
+             conversation: Conversation | None, model: str) -> ChatSession:
+    """A session on the new or continued conversation; options given change a continued one."""
+    if conversation is None:
+        return ChatSession(store, engine, model=model, system_prompt=args.system or "",
+                           settings=_settings(args, None), save_model_state=not args.no_store)
+    settings = _settings(args, conversation.settings)
+    if settings != conversation.settings or args.system is not None:
+        system = conversation.system_prompt if args.system is None else args.system
+        store.update_conversation(conversation.id, settings=settings, system_prompt=system)
+    return ChatSession(store, engine, conversation_id=conversation.id, model=model)
+
+
+def _interactive(session: ChatSession, engine: EngineClient, ctrl_c: _CtrlC, args: argparse.Namespace) -> int:
+    """The chat loop. A failed turn is stored as it ended and reported in one line; when the
+    model's process died with it, the model is loaded again and the chat goes on."""
+    where = ("an unrecorded chat" if args.no_store else "a new conversation" if session.conversation_id is None
+             else f"conversation {session.conversation_id}")
+    print(f"Chatting with {for_terminal(engine.info.name)} in {where}. Ctrl+C stops a reply; "
+          "an empty line, Ctrl+D or Ctrl+C at the prompt ends.", file=sys.stderr)
+    while True:
+        ctrl_c.replying = None
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not text.strip():
+            return 0
+        try:
+            _turn(session, text, ctrl_c, args.stats)
+        except SlmchatError as error:
+            print(f"\nslmchat: {error}", file=sys.stderr)
+            if not engine.alive:
+                print("slmchat: loading the model again…", file=sys.stderr)
+                engine.reload()
+
+
+def _turn(session: ChatSession, text: str, ctrl_c: _CtrlC, with_stats: bool) -> Turn:
+    """One stored turn, its reply streamed to stdout; Ctrl+C from now on stops the reply."""
+    show = printer(sys.stdout)
+    ctrl_c.replying = threading.Event()
+    turn = session.send(text, show, ctrl_c.replying)
     show("\n")
-    if with_stats:
-        print(stats_line(stats))
+    if with_stats and turn.stats is not None:
+        print(stats_line(turn.stats), flush=True)
+    return turn
 
 
+# --- complete ---------------------------------------------------------------------------------
 def run_complete(args: argparse.Namespace, paths: Paths) -> int:
-    show = _printer(sys.stdout)
-    cancel = threading.Event()
-    with _open_engine(args, paths) as engine, _ctrl_c_stops(cancel):
-        generation = engine.complete(args.prompt, _settings(args), cancel)
+    show = printer(sys.stdout)
+    model_path, _ = _choose_model(args.model, None, paths)
+    with _open_engine(model_path, args, paths) as engine, _ctrl_c_stops_replies() as ctrl_c:
+        ctrl_c.replying = threading.Event()
+        generation = engine.complete(args.prompt, _settings(args, None), ctrl_c.replying)
         show(args.prompt)
         for piece in generation:
             show(piece)
         show("\n")
     if args.stats:
         print(stats_line(generation.stats))
-    return 0
+    return EXIT_INTERRUPTED if generation.stats.finish_reason is FinishReason.STOPPED else 0

@@ -1,4 +1,8 @@
-"""`slmchat-cli history`: list, show, search, export and import stored conversations."""
+"""`slmchat-cli history`: list, show, search, export and import stored conversations.
+
+Stored text is untrusted (a model's reply, a pasted message): what is shown on a terminal goes
+through `for_terminal`; an export written to a file or a pipe keeps every character.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from slmchat.cli.terminal import for_terminal, write_out
+from slmchat.core.errors import SlmchatError
 from slmchat.core.store import Store
 from slmchat.core.store_export import (
     NotAnExport,
@@ -25,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     listing = commands.add_parser("list", help="list conversations, most recent first")
     listing.add_argument("--trash", action="store_true", help="list the trash instead")
-    listing.add_argument("--limit", type=int, default=None, metavar="N")
+    listing.add_argument("--limit", type=positive_int, default=None, metavar="N")
     listing.set_defaults(func=_list)
 
     show = commands.add_parser("show", help="print a conversation as Markdown")
@@ -35,14 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     search = commands.add_parser("search", help="full-text search over messages and titles")
     search.add_argument("query", metavar="QUERY")
-    search.add_argument("--limit", type=int, default=20, metavar="N")
+    search.add_argument("--limit", type=positive_int, default=20, metavar="N")
     search.set_defaults(func=_search)
 
     export = commands.add_parser("export", help="export a conversation (or --all) as Markdown or JSON")
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("id", type=int, nargs="?", metavar="ID")
     which.add_argument("--all", action="store_true", help="every conversation, trash included (JSON)")
-    export.add_argument("--format", choices=("md", "json"), default="md")
+    export.add_argument("--format", choices=("md", "json"), default=None,
+                        help="md (the default) or json; --all is always json")
     export.add_argument("--tree", action="store_true", help="every branch, not only the shown one")
     export.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE, not stdout")
     export.set_defaults(func=_export)
@@ -50,6 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importing = commands.add_parser("import", help="import conversations from a JSON export")
     importing.add_argument("file", type=Path, metavar="FILE")
     importing.set_defaults(func=_import)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a count of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def open_store(paths: Paths) -> Store:
@@ -69,13 +84,14 @@ def _list(args: argparse.Namespace, paths: Paths) -> int:
         for conversation in store.conversations(trashed=args.trash, limit=args.limit):
             pin = "*" if conversation.pinned else " "
             updated = conversation.updated.strftime("%Y-%m-%d %H:%M")
-            print(f"{conversation.id:>6} {pin} {updated}  {conversation.title or '(untitled)'}")
+            title = for_terminal(conversation.title) or "(untitled)"
+            print(f"{conversation.id:>6} {pin} {updated}  {title}")
     return 0
 
 
 def _show(args: argparse.Namespace, paths: Paths) -> int:
     with open_store(paths) as store:
-        sys.stdout.write(conversation_markdown(store, args.id, whole_tree=args.tree))
+        sys.stdout.write(for_terminal(conversation_markdown(store, args.id, whole_tree=args.tree)))
     return 0
 
 
@@ -87,12 +103,14 @@ def _search(args: argparse.Namespace, paths: Paths) -> int:
             f"{hit.conversation_id}" if hit.message_id is None else f"{hit.conversation_id}:{hit.message_id}"
         )
         kind = "title" if hit.role is None else hit.role.value
-        snippet = " ".join(hit.snippet.split())
-        print(f"{where:>12}  {kind:<9} {hit.conversation_title}: {snippet}")
+        snippet = " ".join(for_terminal(hit.snippet).split())
+        print(f"{where:>12}  {kind:<9} {for_terminal(hit.conversation_title)}: {snippet}")
     return 0 if hits else 1
 
 
 def _export(args: argparse.Namespace, paths: Paths) -> int:
+    if args.all and args.format == "md":
+        raise SlmchatError("--all exports every conversation as JSON only; leave out --format md.")
     with open_store(paths) as store:
         if args.all:
             text = json.dumps(export_all(store), ensure_ascii=False, indent=1)
@@ -101,10 +119,15 @@ def _export(args: argparse.Namespace, paths: Paths) -> int:
             text = json.dumps(data, ensure_ascii=False, indent=1)
         else:
             text = conversation_markdown(store, args.id, whole_tree=args.tree)
+    text = text if text.endswith("\n") else text + "\n"
     if args.output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
+        write_out(sys.stdout, text)
+        return 0
+    try:
         args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise SlmchatError(f"Cannot write {for_terminal(str(args.output))}: {error.strerror or error}.",
+                           detail=repr(error)) from error
     return 0
 
 
@@ -112,7 +135,8 @@ def _import(args: argparse.Namespace, paths: Paths) -> int:
     try:
         data = json.loads(args.file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise NotAnExport(f"{args.file} cannot be read as a slmchat export.", detail=repr(error)) from error
+        raise NotAnExport(f"{for_terminal(str(args.file))} cannot be read as a slmchat export.",
+                          detail=repr(error)) from error
     with open_store(paths) as store:
         ids = import_conversations(store, data)
     print(f"imported {len(ids)} conversation(s): {' '.join(str(i) for i in ids)}")

@@ -1,32 +1,31 @@
 """How to run llama.cpp here: detect the hardware and the build, then decide settings from facts.
 
 Detection (`detect()`) touches the machine; deciding (`decide()`) is a pure function of the
-detected facts, the model's facts and the user's `EngineConfig`, so every CUDA, Metal or AMX
-choice can be tested on any machine by handing it other facts.
+detected facts, the model's shape and the user's `EngineConfig`, so every CUDA, Metal or AMX
+choice can be tested on any machine by handing it other facts. How much memory a model needs is
+hardware.py's calibrated estimate, the one estimate of the app: the context size and the engine
+process's memory cap both come from it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from slmchat.core import hardware
 from slmchat.core.generation import EngineConfig
 
 log = logging.getLogger(__name__)
 
 # ggml backends that run on the CPU side; anything else registered is an accelerator.
 _HOST_BACKENDS = frozenset({"CPU", "BLAS", "RPC"})
-# Bytes a KV cache entry takes per element (llama.cpp's default cache type is F16).
-_KV_ELEMENT_BYTES = 2
-# Room kept free for the OS, the app and llama.cpp's compute buffers when sizing the context.
-_RAM_HEADROOM = 1 << 30
-_MIN_CTX = 512
+# Room for Python, the pipe and allocator slack above the estimate before a child counts as a
+# runaway; the estimate itself is doubled, so only a real blow-up crosses the cap.
+_CAP_HEADROOM = 2 * hardware.GIB
+_CAP_SHARE_OF_RAM = 0.9
 
 
 @dataclass(frozen=True)
@@ -36,27 +35,11 @@ class Detected:
     gpu_offload: bool  # llama_supports_gpu_offload()
     backends: tuple[str, ...]  # ggml backend registry names, e.g. ("CUDA", "CPU")
     cpu_has_amx: bool
-    physical_cores: int
-    available_ram: int  # bytes
+    machine: hardware.Machine  # RAM, cores and GPUs, for the memory estimate
 
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What sizing needs to know about one model, read from its GGUF metadata."""
-
-    file_size: int
-    trained_ctx: int
-    kv_bytes_per_token: int  # 0 when unknown
-
-    @classmethod
-    def of(cls, gguf: Any) -> ModelFacts:
-        """From gguf_check's `GGUFInfo` (read before llama.cpp sees the file)."""
-        per_token = gguf.block_count * gguf.head_count_kv * (gguf.key_length + gguf.value_length)
-        return cls(
-            file_size=gguf.file_size,
-            trained_ctx=gguf.context_length,
-            kv_bytes_per_token=per_token * _KV_ELEMENT_BYTES,
-        )
+    @property
+    def physical_cores(self) -> int:
+        return self.machine.physical_cores
 
 
 @dataclass(frozen=True)
@@ -112,19 +95,17 @@ def detect() -> Detected:
         gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
         backends=backends,
         cpu_has_amx=cpu_has_amx(_read_cpuinfo()),
-        physical_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
-        available_ram=psutil.virtual_memory().available,
+        machine=hardware.detect_machine(),
     )
 
 
-def fitting_ctx(facts: ModelFacts, available_ram: int) -> int:
-    """The largest context whose KV cache fits next to the model in RAM (never below 512)."""
-    spare = available_ram - facts.file_size - _RAM_HEADROOM
-    return max(_MIN_CTX, spare // facts.kv_bytes_per_token)
+def decide(config: EngineConfig, detected: Detected, shape: hardware.ModelShape) -> Resolved:
+    """Resolve every `None` in `config` from the facts; explicit choices win.
 
-
-def decide(config: EngineConfig, detected: Detected, facts: ModelFacts) -> Resolved:
-    """Resolve every `None` in `config` from the facts; explicit choices win."""
+    n_ctx = min(the user's setting, the trained context, what fits): always explicit, never 0
+    ("from the model" can mean gigabytes). Raises NotEnoughMemory when even the smallest
+    context does not fit.
+    """
     accelerators = [name for name in detected.backends if name not in _HOST_BACKENDS]
     offload = detected.gpu_offload and bool(accelerators)
     n_gpu_layers = config.n_gpu_layers if config.n_gpu_layers is not None else (-1 if offload else 0)
@@ -132,28 +113,24 @@ def decide(config: EngineConfig, detected: Detected, facts: ModelFacts) -> Resol
         extra_bufts = config.use_extra_bufts
     else:  # llama.cpp issue 20824: AMX repacked weights crash on the first multi-token batch
         extra_bufts = not detected.cpu_has_amx
-    limits = [config.n_ctx]
-    if facts.trained_ctx > 0:
-        limits.append(facts.trained_ctx)
-    if facts.kv_bytes_per_token > 0:
-        limits.append(fitting_ctx(facts, detected.available_ram))
+    n_ctx = hardware.max_context_that_fits(shape, detected.machine, wanted=max(1, config.n_ctx))
     return Resolved(
-        n_ctx=max(1, min(limits)),  # explicit, never 0 ("from the model" can mean gigabytes)
-        n_threads=config.n_threads or detected.physical_cores,
+        n_ctx=max(1, n_ctx),
+        n_threads=config.n_threads or detected.machine.physical_cores,
         n_gpu_layers=n_gpu_layers,
         use_extra_bufts=extra_bufts,
         backend=accelerators[0] if offload and n_gpu_layers != 0 else "CPU",
     )
 
 
-def memory_cap(facts: ModelFacts, resolved: Resolved, total_ram: int) -> int:
+def memory_cap(shape: hardware.ModelShape, n_ctx: int, total_ram: int) -> int:
     """The most RAM the engine process may use before it is stopped as a runaway.
 
-    The model (mapped into RSS as it is read), its KV cache, and generous room for compute
-    buffers and Python; never more than 90 % of the machine, so a bomb is stopped before swap.
+    Twice hardware's estimate at this context plus headroom; never more than 90 % of the
+    machine, so a bomb is stopped before swap.
     """
-    expected = facts.file_size + facts.kv_bytes_per_token * resolved.n_ctx
-    return min(int(total_ram * 0.9), expected * 2 + 2 * _RAM_HEADROOM)
+    expected = hardware.estimate_memory(shape, n_ctx).total
+    return min(int(total_ram * _CAP_SHARE_OF_RAM), expected * 2 + _CAP_HEADROOM)
 
 
 def model_params(resolved: Resolved) -> Any:

@@ -1,17 +1,30 @@
-"""Recording one chat turn in the store while the reply streams: the user's words first, then the
+"""Recording chat turns in the store while replies stream: the user's words first, then the
 reply checkpointed about once a second, then its final status and llama.cpp's figures.
 
-`Checkpointer` is what the GUI thread uses per reply; `begin_turn` is the whole turn for the
-CLI's `chat` command (and anything else headless).
+Three layers, each built on the one before: `Checkpointer` saves one growing reply (the GUI
+thread uses it directly, fed by its worker's signals); `begin_turn` records one whole turn;
+`ChatSession` is a stored conversation talking to an engine, one recorded turn per `send` — the
+CLI's `chat` command, and anything else headless. There is no other recording path: a chat that
+should leave no trace uses a `Store(":memory:")`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Protocol
 
-from slmchat.core.generation import ChatMessage, FinishReason, GenerationSettings, GenerationStats, Role
+from slmchat.core.generation import (
+    ChatMessage,
+    FinishReason,
+    Generation,
+    GenerationSettings,
+    GenerationStats,
+    Role,
+)
 from slmchat.core.store import Reader, Store
 from slmchat.core.store_records import Message, MessageStatus
 
@@ -69,8 +82,9 @@ class Checkpointer:
 
 class Turn:
     """One user message and its reply, recorded as they happen. Use it as a context manager:
-    leaving the block without `finish` stores the reply as stopped (Ctrl+C) or as an error
-    (any other exception), keeping the text received so far.
+    leaving the block without `finish` stores the reply as stopped (Ctrl+C), as the engine
+    reported it (its process died: interrupted) or as an error (any other exception), always
+    keeping the text received so far.
     """
 
     def __init__(
@@ -79,7 +93,9 @@ class Turn:
         self.store = store
         self.user_message = user_message
         self.reply = reply
+        self.stats: GenerationStats | None = None  # how the reply ended, once it has
         self._checkpointer = checkpointer
+        self._generation: Generation | None = None
         self._finished = False
 
     @property
@@ -98,8 +114,22 @@ class Turn:
     def append(self, piece: str) -> None:
         self._checkpointer.append(piece)
 
+    def stream(self, generation: Generation, show: Callable[[str], None] | None = None) -> Message:
+        """Record `generation` as the reply: each piece (also passed to `show`), then its end.
+
+        When the generation fails part-way, its stats already say how (the engine process died:
+        interrupted; the engine failed: error) and leaving the `with` block stores that.
+        """
+        self._generation = generation
+        for piece in generation:
+            self.append(piece)
+            if show is not None:
+                show(piece)
+        return self.finish(generation.stats)
+
     def finish(self, stats: GenerationStats) -> Message:
         self.reply = self._checkpointer.finish(stats)
+        self.stats = stats
         self._finished = True
         return self.reply
 
@@ -111,8 +141,15 @@ class Turn:
     ) -> None:
         if self._finished:
             return
-        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
-            self.finish(GenerationStats(finish_reason=FinishReason.STOPPED))
+        generation = self._generation
+        if generation is not None:
+            generation.close()  # abandoned mid-stream (Ctrl+C, a broken pipe): stop the engine too
+        reported = generation.stats if generation is not None else None
+        if reported is not None and reported.finish_reason in (FinishReason.INTERRUPTED, FinishReason.ERROR):
+            self.finish(reported)
+        elif exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            stopped = reported or GenerationStats()
+            self.finish(dataclasses.replace(stopped, finish_reason=FinishReason.STOPPED))
         else:
             self.finish(GenerationStats(finish_reason=FinishReason.ERROR, error=str(exc)))
 
@@ -159,3 +196,72 @@ def history_for_engine(store: Reader, conversation_id: int, *, up_to: int | None
         if message.id == up_to:
             break
     return history
+
+
+def session_key(conversation_id: int) -> str:
+    """The engine's name for a stored conversation (`stream_chat(session=...)`,
+    `forget_session`): one spelling for the GUI and the CLI, so either continues the other's
+    saved KV state."""
+    return f"conversation-{conversation_id}"
+
+
+class ChatEngine(Protocol):
+    """What a chat session needs of a model: `Engine` in-process, `EngineClient` across processes."""
+
+    def stream_chat(self, messages: Sequence[ChatMessage], settings: GenerationSettings | None = None,
+                    cancel: threading.Event | None = None, *, session: str | None = None) -> Generation: ...
+
+
+class ChatSession:
+    """A stored conversation and the engine answering in it: every `send` is one recorded turn.
+
+    The store is the conversation's only memory. Each turn's history is read back from it (the
+    shown branch, system prompt first), so the model sees exactly what was stored — by this
+    session, by an earlier run, or by the GUI. A new conversation is created with its first
+    message, so a session that never sends leaves nothing behind.
+
+    The engine keeps the conversation's KV state on disk (`session_key`), so a later run that
+    continues it reads back only the new message; `save_model_state=False` turns that off for a
+    chat that must leave no trace.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        engine: ChatEngine,
+        *,
+        conversation_id: int | None = None,
+        model: str = "",
+        system_prompt: str = "",
+        settings: GenerationSettings | None = None,
+        save_model_state: bool = True,
+    ) -> None:
+        """Continue `conversation_id` with its own system prompt and settings (change them in
+        the store first to change them), or start a new conversation with these. `model` is
+        stored with each turn: how the user names the model (a library id, or a path).
+        """
+        self.store = store
+        self.engine = engine
+        self.model = model
+        self.conversation_id = conversation_id
+        if conversation_id is not None:
+            conversation = store.conversation(conversation_id)
+            system_prompt, settings = conversation.system_prompt, conversation.settings
+        self.system_prompt = system_prompt
+        self.settings = settings or GenerationSettings()
+        self.save_model_state = save_model_state
+
+    def send(self, text: str, show: Callable[[str], None] | None = None,
+             cancel: threading.Event | None = None) -> Turn:
+        """Store `text`, ask the model, and record its reply while passing each piece to `show`.
+
+        Returns the finished turn (`turn.reply`, `turn.stats`). A `cancel` set from another
+        thread (or a signal handler) ends the reply within a token, stored as stopped with its
+        text. An engine failure is stored with the reply, then raised.
+        """
+        with begin_turn(self.store, text, conversation_id=self.conversation_id, model=self.model,
+                        system_prompt=self.system_prompt, settings=self.settings) as turn:
+            self.conversation_id = turn.conversation_id
+            session = session_key(turn.conversation_id) if self.save_model_state else None
+            turn.stream(self.engine.stream_chat(turn.messages, self.settings, cancel, session=session), show)
+        return turn

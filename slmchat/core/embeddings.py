@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
@@ -21,7 +20,14 @@ import numpy as np
 from slmchat.core.errors import UnsupportedModel
 from slmchat.core.gguf_check import GGUFInfo, read_gguf
 from slmchat.core.llama_native import NativeModel, NativeRunner
-from slmchat.core.tasks import HEAD_ACTIVATION_KEY, Capability, capabilities
+from slmchat.core.tasks import (
+    HEAD_ACTIVATION_KEY,
+    Capability,
+    Classification,
+    capabilities,
+)
+
+__all__ = ["Classification", "Classifier", "Embedder"]
 
 _HEAD_TENSORS = ("cls.weight", "cls.bias", "cls.output.weight", "cls.output.bias")
 _MAX_SEQS_PER_BATCH = 16
@@ -93,15 +99,6 @@ class Embedder(_PooledRunner):
         vectors = self._pooled(texts, self.dim)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
-
-
-@dataclass(frozen=True)
-class Classification:
-    """One text's verdict: the winning label, softmax scores per label, and the raw logits."""
-
-    label: str
-    scores: dict[str, float]
-    logits: tuple[float, ...]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,8 +1,10 @@
 """One loaded llama.cpp model: chat formatting, streaming, cancel, KV reuse, context policy, stats.
 
 Plain Python and blocking; a cancel `threading.Event` set from another thread stops a reply
-within one token. It drives llama.cpp's C API directly (not llama-cpp-python's `Llama`): that
-constructor compiles untrusted chat templates and hides `use_extra_bufts`, and a lean loop over
+within one token. A reply may name its conversation (`session`): when the engine moves to
+another conversation, or closes, it saves the KV cache of the one it leaves to disk
+(kv_state.py), and restores it when that conversation comes back, even in a fresh process. It
+drives llama.cpp's C API directly (not llama-cpp-python's `Llama`): that constructor compiles untrusted chat templates and hides `use_extra_bufts`, and a lean loop over
 llama.cpp's own sampler chain keeps the decode speed close to llama-bench's.
 """
 
@@ -15,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import llama_cpp
 
@@ -39,8 +41,16 @@ from slmchat.core.generation import (
     Role,
 )
 from slmchat.core.gguf_check import check_gguf
+from slmchat.core.kv_state import (
+    DEFAULT_CAP_BYTES,
+    KVStateStore,
+    StateIdentity,
+    forget_everywhere,
+    model_identity,
+)
 from slmchat.core.plaintext import plain_text
 from slmchat.core.templates import ChatFormat, SpecialTokens, choose_format
+from slmchat.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +74,22 @@ class FittedChat(NamedTuple):
 
 
 class Engine:
-    """One GGUF model with one context. Not for concurrent generations: one reply at a time."""
+    """One GGUF model with one context. Not for concurrent generations: one reply at a time.
 
-    def __init__(self, config: EngineConfig, detected: backend.Detected | None = None) -> None:
+    `kv_states` is the folder for saved conversation states (default: Paths.kv_states),
+    `kv_cap_bytes` its size cap.
+    """
+
+    def __init__(self, config: EngineConfig, detected: backend.Detected | None = None, *,
+                 kv_states: Path | None = None, kv_cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
         self.config = config
+        self._model = self._ctx = None
+        self._session: str | None = None
         path = Path(config.model_path)
         gguf = check_gguf(path)  # typed errors, before llama.cpp ever sees the bytes
         llama_cpp.llama_backend_init()
-        self.facts = backend.ModelFacts.of(gguf)
-        self.resolved = backend.decide(config, detected or backend.detect(), self.facts)
-        self._model = self._ctx = None
+        self.gguf = gguf
+        self.resolved = backend.decide(config, detected or backend.detect(), gguf)
         self._model = llama_cpp.llama_model_load_from_file(
             str(path).encode(), backend.model_params(self.resolved)
         )
@@ -105,6 +121,11 @@ class Engine:
             raise
         self.info = self._describe(path, gguf, self._format)
         self._cached: list[int] = []  # tokens whose keys and values sit in the context (seq 0)
+        self._states = KVStateStore(
+            kv_states or Paths.default().kv_states,
+            StateIdentity(model_identity(path), self.n_ctx, llama_cpp.__version__),
+            kv_cap_bytes)
+        self._state_on_disk = False  # the session's file holds exactly what the cache holds
         self._abort_flag: threading.Event | None = None
         self._abort_callback = _ABORT_CALLBACK(self._should_abort)  # referenced: C holds it
         self._active: Generation | None = None
@@ -184,15 +205,21 @@ class Engine:
         messages: Sequence[ChatMessage],
         settings: GenerationSettings | None = None,
         cancel: threading.Event | None = None,
+        *,
+        session: str | None = None,
     ) -> Generation:
         """Reply to `messages` (the whole history, oldest first), streamed piece by piece.
 
+        `session` names the conversation (e.g. its id): moving to another one saves this one's
+        KV state to disk, and a conversation whose saved state starts its prompt is restored
+        from disk instead of evaluated again (`stats.prompt_reused` counts restored tokens).
         Raises NotAChatModel for base models and ContextFull when the history does not fit and
         the overflow policy is REFUSE; with TRIM the oldest turns go and `stats.dropped_messages`
         says how many.
         """
         fitted = self.fit(messages, settings)
-        return self._start(fitted.tokens, settings or GenerationSettings(), cancel, fitted.dropped)
+        return self._start(fitted.tokens, settings or GenerationSettings(), cancel, fitted.dropped,
+                           session)
 
     def complete(
         self,
@@ -209,18 +236,82 @@ class Engine:
             raise ContextFull(
                 f"The text is {len(tokens)} tokens long; this model's context holds {self.n_ctx}."
             )
-        return self._start(tokens, settings, cancel, dropped=0)
+        return self._start(tokens, settings, cancel, dropped=0, session=None)
+
+    # --- conversations' states on disk ------------------------------------------------------
+    @property
+    def session(self) -> str | None:
+        """The conversation whose KV state the context holds (None: an unnamed one)."""
+        return self._session
+
+    def save_session(self) -> bool:
+        """Write the current conversation's KV state to disk now; False when there is nothing
+        new to write. Called on a switch and on close; call it between replies, never during.
+        A failure to write (disk full) is logged, never raised: the state is only a cache."""
+        if self._session is None or not self._cached or self._state_on_disk or not self._ctx:
+            return False
+        ctx, tokens = self._ctx, list(self._cached)
+        started = time.perf_counter()
+
+        def fill(buffer: memoryview) -> int:
+            target = (ctypes.c_uint8 * len(buffer)).from_buffer(buffer)
+            return llama_cpp.llama_state_seq_get_data(ctx, target, len(buffer), 0)
+
+        try:
+            path = self._states.save(self._session, tokens,
+                                     llama_cpp.llama_state_seq_get_size(ctx, 0), fill)
+        except OSError as error:
+            log.warning("could not save the KV state of the conversation: %s", error)
+            return False
+        self._state_on_disk = True
+        log.info("saved KV state of %d tokens to %s in %.2f s", len(tokens), path.name,
+                 time.perf_counter() - started)
+        return True
+
+    def forget_session(self, key: str) -> None:
+        """Delete every saved state of conversation `key` (deleted for good); if the context
+        holds it, it is no longer saved from there."""
+        if key == self._session:
+            self._session = None
+        forget_everywhere(self._states.folder, key)
+
+    def _switch_session(self, session: str | None, prompt: list[int]) -> None:
+        """Save the conversation being left; restore `session` from disk when that spares
+        more prompt evaluation than the cache in memory does."""
+        if session == self._session:
+            return
+        self.save_session()
+        self._session, self._state_on_disk = session, False
+        if session is None:
+            return
+        saved = self._states.load(session)
+        if saved is None or _shared(saved.tokens, prompt) <= _shared(self._cached, prompt):
+            return
+        started = time.perf_counter()
+        llama_cpp.llama_memory_clear(self._memory, True)
+        source = (ctypes.c_uint8 * len(saved.data)).from_buffer(saved.data)
+        if llama_cpp.llama_state_seq_set_data(self._ctx, source, len(saved.data), 0) == 0:
+            log.warning("llama.cpp refused the saved KV state of this conversation; evaluating")
+            llama_cpp.llama_memory_clear(self._memory, True)
+            self._cached = []
+            return
+        self._cached = saved.tokens
+        self._state_on_disk = True
+        log.info("restored KV state of %d tokens in %.3f s", len(saved.tokens),
+                 time.perf_counter() - started)
 
     def close(self) -> None:
-        """Free llama.cpp's context and model (idempotent)."""
+        """Save the current conversation's state, then free llama.cpp's context and model
+        (idempotent)."""
         if self._ctx:
+            self.save_session()
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
         if self._model:
             llama_cpp.llama_model_free(self._model)
             self._model = None
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -279,23 +370,19 @@ class Engine:
 
     # --- the token loop -----------------------------------------------------------------------
     def _start(self, prompt: list[int], settings: GenerationSettings,
-               cancel: threading.Event | None, dropped: int) -> Generation:
+               cancel: threading.Event | None, dropped: int, session: str | None) -> Generation:
         if self._active is not None:
             self._active.close()
         # STOPPED until it ends some other way: a reply closed before its first piece was stopped.
         stats = GenerationStats(finish_reason=FinishReason.STOPPED, prompt_tokens=len(prompt),
                                 dropped_messages=dropped)
-        self._active = Generation(self._run(prompt, settings, cancel or threading.Event(), stats), stats)
+        self._active = Generation(
+            self._run(prompt, settings, cancel or threading.Event(), stats, session), stats)
         return self._active
 
     def _reuse_prefix(self, prompt: list[int]) -> int:
         """Keep the KV entries shared with `prompt`, drop the rest; returns how many were kept."""
-        shared = 0
-        for cached, wanted in zip(self._cached, prompt):
-            if cached != wanted:
-                break
-            shared += 1
-        shared = min(shared, len(prompt) - 1)  # the last prompt token is evaluated for its logits
+        shared = min(_shared(self._cached, prompt), len(prompt) - 1)  # the last prompt token is evaluated for its logits
         if shared < len(self._cached) and not llama_cpp.llama_memory_seq_rm(self._memory, 0, shared, -1):
             llama_cpp.llama_memory_clear(self._memory, True)  # a cache that cannot cut: start over
             shared = 0
@@ -353,13 +440,15 @@ class Engine:
             llama_cpp.llama_sampler_accept(chain, token)
         return chain
 
-    def _run(self, prompt: list[int], settings: GenerationSettings,
-             cancel: threading.Event, stats: GenerationStats) -> Iterator[str]:
+    def _run(self, prompt: list[int], settings: GenerationSettings, cancel: threading.Event,
+             stats: GenerationStats, session: str | None) -> Iterator[str]:
         started = time.perf_counter()
         ctx, vocab = self._ctx, self._vocab
         sampler = self._sampler(settings, prompt)
         first_token_at = 0.0
         try:
+            self._switch_session(session, prompt)  # timed: a restore is part of the wait
+            self._state_on_disk = False  # the cache changes from here on
             reused = self._reuse_prefix(prompt)
             llama_cpp.llama_perf_context_reset(ctx)
             complete = self._prefill(prompt[reused:], cancel)
@@ -406,6 +495,16 @@ class Engine:
             if stats.completion_tokens > 1:
                 stats.decode_tokens_per_s = (stats.completion_tokens - 1) / max(
                     time.perf_counter() - first_token_at, 1e-9)
+
+
+def _shared(cached: Sequence[int], wanted: Sequence[int]) -> int:
+    """How many leading tokens two token lists have in common."""
+    shared = 0
+    for a, b in zip(cached, wanted):
+        if a != b:
+            break
+        shared += 1
+    return shared
 
 
 def _role(message: ChatMessage) -> str:

@@ -2,37 +2,24 @@
 
 llama-cpp-python's high-level `Llama` cannot drive an encoder-decoder (T5) and assumes `n_embd`
 floats per pooled sequence (wrong for a classifier head), so these runners talk to llama.cpp
-directly. `NativeModel` owns one model and one context and frees both in `close()`.
+directly. `NativeModel` owns one model and one context and frees both in `close()`. llama.cpp's
+log is left alone here: the model process (model_child.py) routes it into its log file.
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import llama_cpp
 
 from slmchat.core import backend
 from slmchat.core.errors import ModelFileDamaged, NotEnoughMemory
 from slmchat.core.generation import EngineConfig
-from slmchat.core.gguf_check import check_gguf
-
-# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
-_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
-_llama_log = logging.getLogger("llama.cpp")
-
-
-@llama_cpp.llama_log_callback
-def _forward_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    _llama_log.log(_LEVELS.get(level, logging.DEBUG), "%s", text.decode("utf-8", "replace").rstrip())
-
-
-def route_llama_logs() -> None:
-    """Send llama.cpp's chatter to our log file instead of the console (process-wide)."""
-    llama_cpp.llama_log_set(_forward_log, ctypes.c_void_p(0))
+from slmchat.core.gguf_check import GGUFInfo, check_gguf
 
 
 class NativeModel:
@@ -48,12 +35,12 @@ class NativeModel:
         self.path = Path(path)
         self.model = self.ctx = None
         self.info = check_gguf(self.path)  # typed errors before llama.cpp ever sees the bytes
-        route_llama_logs()
         llama_cpp.llama_backend_init()
-        # backend.decide turns use_extra_bufts off on AMX CPUs (llama.cpp issue 20824) and
-        # picks GPU offload and threads; the context size is ours to choose below.
-        config = EngineConfig(model_path=self.path, n_threads=n_threads)
-        self.resolved = backend.decide(config, backend.detect(), backend.ModelFacts.of(self.info))
+        # backend.decide turns use_extra_bufts off on AMX CPUs (llama.cpp issue 20824), picks GPU
+        # offload and threads, and sizes the context: min(asked, trained, what fits in memory).
+        wanted = n_ctx or self.info.context_length or EngineConfig.n_ctx
+        config = EngineConfig(model_path=self.path, n_threads=n_threads, n_ctx=wanted)
+        self.resolved = backend.decide(config, backend.detect(), self.info)
         self.model = llama_cpp.llama_model_load_from_file(
             str(self.path).encode(), backend.model_params(self.resolved))
         if not self.model:
@@ -64,7 +51,7 @@ class NativeModel:
             self.vocab = llama_cpp.llama_model_get_vocab(self.model)
             self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model)
             cparams = llama_cpp.llama_context_default_params()
-            self.n_ctx = min(n_ctx or self.n_ctx_train, self.n_ctx_train)
+            self.n_ctx = self.resolved.n_ctx
             cparams.n_ctx = self.n_ctx
             # Encoders attend to the whole input at once: one batch must hold all of it.
             cparams.n_batch = cparams.n_ubatch = self.n_ctx
@@ -166,7 +153,7 @@ class NativeModel:
             llama_cpp.llama_model_free(self.model)
             self.model = None
 
-    def __enter__(self) -> NativeModel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,10 +173,19 @@ class NativeRunner:
     def path(self) -> Path:
         return self._model.path
 
+    @property
+    def gguf(self) -> GGUFInfo:
+        """The file's facts as gguf_check read them (the memory estimate uses them)."""
+        return self._model.info
+
+    @property
+    def n_ctx(self) -> int:
+        return self._model.n_ctx
+
     def close(self) -> None:
         self._model.close()
 
-    def __enter__(self) -> NativeRunner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

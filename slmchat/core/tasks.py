@@ -4,14 +4,17 @@ The app offers only what a model can do: a chat box for a model with a chat temp
 my text" for a base model (DistilGPT-2), Translate and Summarize for an encoder-decoder (T5,
 tasks_t5.py), semantic search for an embedding model (MiniLM, embeddings.py and semantic.py),
 sentiment for a classifier (DistilBERT SST-2, embeddings.py). Imports no llama.cpp, so the GUI
-process can ask.
+process can ask; for the same reason the records the task runners return live here, and cross
+back from the model process (task_process.py) without llama.cpp in the app.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from slmchat.core.errors import UnsupportedModel
+from slmchat.core.generation import FinishReason
 from slmchat.core.gguf_check import GGUFInfo
 
 
@@ -69,3 +72,29 @@ def capabilities(info: GGUFInfo) -> frozenset[Capability]:
     if info.is_chat:
         return frozenset({Capability.CHAT, Capability.COMPLETE})
     return frozenset({Capability.COMPLETE})
+
+
+# --- what the runners return (plain records: they cross the model process's pipe) ---------------
+class Seq2SeqKind(str, enum.Enum):
+    TRANSLATE = "translate"
+    SUMMARIZE = "summarize"
+
+
+@dataclass(frozen=True)
+class Seq2SeqResult:
+    """A finished task: the output text and llama.cpp's own counts of what it evaluated."""
+
+    text: str
+    tokens: tuple[int, ...]
+    finish_reason: FinishReason
+    prompt_tokens: int  # encoder input, as llama.cpp tokenized it
+    generated: int  # decoder steps, from llama.cpp's perf counters
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One text's verdict: the winning label, softmax scores per label, and the raw logits."""
+
+    label: str
+    scores: dict[str, float]
+    logits: tuple[float, ...]

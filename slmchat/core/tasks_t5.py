@@ -6,39 +6,24 @@ llama-cpp-python's high-level `Llama` cannot drive T5, so `Seq2SeqTask` uses the
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import llama_cpp
 
 from slmchat.core.errors import UnsupportedModel
 from slmchat.core.generation import FinishReason
 from slmchat.core.llama_native import NativeModel, NativeRunner
+from slmchat.core.tasks import Seq2SeqKind, Seq2SeqResult
+
+__all__ = ["Seq2SeqKind", "Seq2SeqResult", "Seq2SeqTask", "task_prompt"]
 
 
-class Seq2SeqKind(str, enum.Enum):
-    TRANSLATE = "translate"
-    SUMMARIZE = "summarize"
-
-
-def task_prompt(kind: Seq2SeqKind, text: str, *, source: str = "English", target: str = "German") -> str:
+def task_prompt(kind: Seq2SeqKind | str, text: str, *, source: str = "English", target: str = "German") -> str:
     """The instruction prefixes flan-t5 was trained with."""
-    if kind is Seq2SeqKind.TRANSLATE:
+    if Seq2SeqKind(kind) is Seq2SeqKind.TRANSLATE:
         return f"translate {source} to {target}: {text}"
     return f"summarize: {text}"
-
-
-@dataclass(frozen=True)
-class Seq2SeqResult:
-    """A finished task: the output text and llama.cpp's own counts of what it evaluated."""
-
-    text: str
-    tokens: tuple[int, ...]
-    finish_reason: FinishReason
-    prompt_tokens: int  # encoder input, as llama.cpp tokenized it
-    generated: int  # decoder steps, from llama.cpp's perf counters
 
 
 class Seq2SeqTask(NativeRunner):
@@ -53,7 +38,7 @@ class Seq2SeqTask(NativeRunner):
         # T5 starts decoding from <pad>; a file without the key falls back to BOS.
         self._start = start if start >= 0 else llama_cpp.llama_vocab_bos(self._model.vocab)
 
-    def run(self, kind: Seq2SeqKind, text: str, *, max_tokens: int = 128,
+    def run(self, kind: Seq2SeqKind | str, text: str, *, max_tokens: int = 128,
             should_stop: Callable[[], bool] | None = None, **prompt_options: str) -> Seq2SeqResult:
         """Translate or summarize `text`; `prompt_options` are task_prompt's source and target."""
         return self.generate(task_prompt(kind, text, **prompt_options), max_tokens=max_tokens,

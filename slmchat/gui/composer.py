@@ -110,10 +110,6 @@ class Composer(QFrame):
         self.send_button.setVisible(not busy)
         self.stop_button.setVisible(busy)
 
-    def set_enabled_for_input(self, enabled: bool, reason: str = "") -> None:
-        self.send_button.setEnabled(enabled)
-        self.send_button.setToolTip(reason)
-
     def set_context_usage(self, used_tokens: int, context_tokens: int) -> None:
         visible = context_tokens > 0
         self.gauge.setVisible(visible)

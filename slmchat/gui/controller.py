@@ -275,6 +275,10 @@ class ChatController(QObject):
         branch = self.store.branch(self.conversation_id)
         tree = self.store.messages(self.conversation_id)
         self.chat_model.set_messages(message_views(branch, tree))
+        self._report_context_usage(branch)
+
+    def _report_context_usage(self, branch: list[Message]) -> None:
+        """How full the context was after the last reply of the shown branch."""
         last = next((m for m in reversed(branch) if m.role is Role.ASSISTANT and m.prompt_tokens), None)
         used = (last.prompt_tokens or 0) + (last.completion_tokens or 0) if last else 0
         self.context_usage.emit(used, self._context_size())
@@ -329,8 +333,10 @@ class ChatController(QObject):
                 text += " The model will start again when you send your next message."
             self.error.emit(text)
 
+        session = str(reply.conversation_id)  # the engine keeps this chat's KV state on disk
+
         def start(cancel: threading.Event) -> Any:
-            return self.session.engine.stream_chat(history, settings, cancel)
+            return self.session.engine.stream_chat(history, settings, cancel, session=session)
 
         self._start(start, on_piece, on_done, on_error)
 
@@ -380,6 +386,8 @@ class ChatController(QObject):
         self.worker.start(active.request_id, lambda: active.begin(active.cancel))
 
     def _model_ready(self, _info: object) -> None:
+        branch = self.store.branch(self.conversation_id) if self.conversation_id is not None else []
+        self._report_context_usage(branch)
         if self._waiting_for_model is not None:
             self._launch(self._waiting_for_model)
 

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
 )
 
 from slmchat.core.catalog import Catalog
-from slmchat.core.errors import SlmchatError
 from slmchat.core.generation import EngineConfig, ModelInfo
 from slmchat.core.hub import DownloadProgress
 from slmchat.core.hardware import Backend, Machine
@@ -28,11 +27,11 @@ from slmchat.core.library import LibraryModel, ModelLibrary
 from slmchat.gui.chat_view import Action, ChatModel, ChatView
 from slmchat.gui.completion_pad import CompletionPad
 from slmchat.gui.composer import Composer
-from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress, format_size
+from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress
 from slmchat.gui.controller import ChatController
 from slmchat.gui.empty_state import EmptyState
 from slmchat.gui.model_bar import ModelBar
-from slmchat.gui.model_choices import display_name, entry_fit, model_choices
+from slmchat.gui.model_choices import display_name, model_choices, recommendation
 from slmchat.gui.model_session import LoadRequest, ModelSession
 from slmchat.gui.preferences import Preferences
 from slmchat.gui.notices import NoticeBar, Toast, user_message
@@ -311,28 +310,8 @@ class MainWindow(QMainWindow):
         """The hardware facts arrive after start-up (detection runs off the GUI thread)."""
         self.machine = machine
         self.refresh_models()
-        self._recommended = self._recommendation()
+        self._recommended = recommendation(self.catalog, self.machine, self.library)
         self.welcome.set_recommendation(self._recommended[1] if self._recommended else None)
-
-    def _recommendation(self) -> tuple[DownloadKey, Recommendation] | None:
-        """The best catalog chat model for this machine, unless the user has it already."""
-        if self.catalog is None or self.machine is None:
-            return None
-        try:
-            entry = self.catalog.recommend(self.machine)
-        except SlmchatError:
-            return None
-        file = entry.default_file
-        if file is None or file.repo is None or self.library.find_download(file.repo, file.file):
-            return None
-        fit = entry_fit(entry, self.machine)
-        rec = Recommendation(
-            model_id=entry.id, name=entry.display_name, good_for=entry.description,
-            size=f"{format_size(file.best_size)} download" if file.best_size else "",
-            fit=fit.label.text if fit else "", fit_key=fit.label.value if fit else "",
-            reason=fit.reason if fit else "", sha256=file.sha256 or "",
-        )
-        return DownloadKey(file.repo, file.file), rec
 
     def _download_recommended(self) -> None:
         if self._recommended is not None:
@@ -385,7 +364,9 @@ class MainWindow(QMainWindow):
             )
 
     def _model_failed(self, model_id: str, error: Exception) -> None:
-        self.model_bar.set_unloaded("Not loaded")
+        previous = self.session.request
+        self.model_bar.select(previous.model_id if previous else None)
+        self.model_bar.set_unloaded(f"{previous.name} starts with your next message" if previous else "Not loaded")
         self.notice.show_message(user_message(error, self.controller.log_file), error=True)
 
     def _start_from_welcome(self) -> None:

@@ -1,11 +1,14 @@
-"""The user's models as the switcher lists them: display names and fit labels for this machine."""
+"""Models as the user sees them: display names, fit labels for this machine, the recommendation."""
 
 from __future__ import annotations
 
 from slmchat.core import hardware
 from slmchat.core.catalog import RECOMMEND_CONTEXT, Catalog, CatalogEntry
-from slmchat.core.library import LibraryModel, ModelSource
+from slmchat.core.errors import SlmchatError
+from slmchat.core.library import LibraryModel, ModelLibrary, ModelSource
+from slmchat.gui.downloads import DownloadKey, format_size
 from slmchat.gui.model_bar import ModelChoice
+from slmchat.gui.welcome import Recommendation
 
 FIT_PROPERTY = {  # FitLabel value -> the `fit` property style.qss colours
     hardware.FitLabel.FITS.value: "fits",
@@ -68,3 +71,25 @@ def entry_fit(entry: CatalogEntry, machine: hardware.Machine | None) -> hardware
         return None
     n_ctx = min(RECOMMEND_CONTEXT, entry.context_length or RECOMMEND_CONTEXT)
     return hardware.fit(hardware.estimate_memory(shape, n_ctx), machine)
+
+
+def recommendation(catalog: Catalog | None, machine: hardware.Machine | None,
+                   library: ModelLibrary) -> tuple[DownloadKey, Recommendation] | None:
+    """The best catalog chat model for this machine, for the welcome; None if the user has it."""
+    if catalog is None or machine is None:
+        return None
+    try:
+        entry = catalog.recommend(machine)
+    except SlmchatError:
+        return None
+    file = entry.default_file
+    if file is None or file.repo is None or library.find_download(file.repo, file.file):
+        return None
+    fit = entry_fit(entry, machine)
+    rec = Recommendation(
+        name=entry.display_name, good_for=entry.description,
+        size=f"{format_size(file.best_size)} download" if file.best_size else "",
+        fit=fit.label.text if fit else "", fit_key=fit.label.value if fit else "",
+        reason=fit.reason if fit else "", sha256=file.sha256 or "",
+    )
+    return DownloadKey(file.repo, file.file), rec

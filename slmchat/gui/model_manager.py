@@ -106,11 +106,13 @@ class CatalogCard(QFrame):
         self.token.setVisible(entry.gated)
         layout.addWidget(self.token)
 
-        bottom = QHBoxLayout()
-        self.status = _label("", "muted", wrap=True)
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
         self.progress.setRange(0, 1000)
+        self.progress.setAccessibleName(f"Download progress of {entry.display_name}")
+        layout.addWidget(self.progress)
+        bottom = QHBoxLayout()
+        self.status = _label("", "muted", wrap=True)
         self.download_button = QPushButton("Download")
         self.download_button.setProperty("primary", True)
         self.download_button.setAccessibleName(f"Download {entry.display_name}")
@@ -118,8 +120,7 @@ class CatalogCard(QFrame):
         self.cancel_button = QPushButton("Cancel")
         self.use_button = QPushButton("Use")
         self.use_button.setAccessibleName(f"Chat with {entry.display_name}")
-        for widget in (self.status, self.progress):
-            bottom.addWidget(widget, 1)
+        bottom.addWidget(self.status, 1)
         for button in (self.download_button, self.pause_button, self.cancel_button, self.use_button):
             bottom.addWidget(button)
         layout.addLayout(bottom)
@@ -326,12 +327,20 @@ class _HubSearch(QWidget):
         lists.addWidget(self.files, 1)
         layout.addLayout(lists, 1)
         bottom = QHBoxLayout()
-        bottom.addStretch(1)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
+        bottom.addWidget(self.progress, 1)
         self.download_button = QPushButton("Download the selected file")
         self.download_button.setProperty("primary", True)
         self.download_button.clicked.connect(self._download)
         bottom.addWidget(self.download_button)
         layout.addLayout(bottom)
+        self.key: DownloadKey | None = None
+        window.downloads.progress.connect(self._progress)
+        window.downloads.finished.connect(self._finished)
+        window.downloads.stopped.connect(self._stopped)
 
     def _hub(self) -> Hub:
         return Hub(self.window_.library)
@@ -376,8 +385,26 @@ class _HubSearch(QWidget):
             self.status.setText("Choose a file first.")
             return
         remote: RemoteFile = item.data(Qt.ItemDataRole.UserRole)
-        self.window_.downloads.start(DownloadKey(remote.repo_id, remote.filename), remote.sha256)
-        self.status.setText(f"Downloading {remote.filename}… (progress is shown on the My models tab when done)")
+        self.key = DownloadKey(remote.repo_id, remote.filename)
+        self.window_.downloads.start(self.key, remote.sha256)
+        self.status.setText(f"Downloading {remote.filename}…")
+        self.progress.setValue(0)
+        self.progress.show()
+
+    def _progress(self, key: DownloadKey, progress: DownloadProgress) -> None:
+        if key == self.key:
+            self.progress.setValue(int(progress.fraction * 1000))
+            self.status.setText(f"{key.filename}: {describe_progress(progress)}")
+
+    def _finished(self, key: DownloadKey, _model: LibraryModel) -> None:
+        if key == self.key:
+            self.progress.hide()
+            self.status.setText(f"{key.filename} is ready: find it under My models.")
+
+    def _stopped(self, key: DownloadKey, text: str, paused: bool) -> None:
+        if key == self.key:
+            self.progress.hide()
+            self.status.setText("Paused." if paused else text)
 
 
 class ModelManager(QDialog):

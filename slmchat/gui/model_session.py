@@ -57,16 +57,19 @@ class ModelSession(QObject):
         self.model_id: str | None = None
         self.request: LoadRequest | None = None  # the latest load asked for
         self._generation = 0
+        self._loading = False
 
     @property
     def is_loading(self) -> bool:
-        return self.request is not None and self.engine is None
+        return self._loading
 
     def load(self, request: LoadRequest) -> None:
         """Load `request`'s model, replacing the current one (closed in the background)."""
         self._generation += 1
         generation = self._generation
+        previous = self.request if self.engine is not None else None
         self.request = request
+        self._loading = True
         old, self.engine, self.info, self.model_id = self.engine, None, None, None
         if old is not None:
             run_task(lambda: _close_quietly(old), lambda _r: None, lambda _e: None)
@@ -76,12 +79,14 @@ class ModelSession(QObject):
             if generation != self._generation:
                 run_task(lambda: _close_quietly(engine), lambda _r: None, lambda _e: None)
                 return
+            self._loading = False
             self.engine, self.info, self.model_id = engine, engine.info, request.model_id
             self.loaded.emit(engine.info)
 
         def failed(error: Exception) -> None:
             if generation == self._generation:
-                self.request = None
+                self._loading = False
+                self.request = previous  # the next message starts the model that worked
                 self.failed.emit(request.model_id, error)
 
         run_task(lambda: _open_engine(request.config, self.paths), done, failed)
@@ -100,6 +105,7 @@ class ModelSession(QObject):
     def close(self) -> None:
         """At exit: end the engine process now (blocking briefly is fine then)."""
         self._generation += 1
+        self._loading = False
         if self.engine is not None:
             _close_quietly(self.engine)
             self.engine = None

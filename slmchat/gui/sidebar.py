@@ -159,14 +159,6 @@ class Sidebar(QFrame):
         self.empty_label.setText("Nothing found.")
         self.empty_label.setVisible(not hits)
 
-    def select(self, conversation_id: int | None) -> None:
-        for row in range(self.list.count()):
-            item = self.list.item(row)
-            if item.data(_CONVERSATION) == conversation_id and item.data(_MESSAGE) is None:
-                self.list.setCurrentItem(item)
-                return
-        self.list.clearSelection()
-
     # --- user intent ------------------------------------------------------------------------
     def _activate(self, item: QListWidgetItem) -> None:
         conversation_id = item.data(_CONVERSATION)

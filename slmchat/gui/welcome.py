@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
 class Recommendation:
     """The best catalog model that fits this machine, as the welcome shows it."""
 
-    model_id: str
     name: str
     good_for: str
     size: str  # e.g. "1.1 GB download"

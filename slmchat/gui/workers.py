@@ -47,10 +47,11 @@ class GenerationWorker(QObject):
         self._thread.setObjectName("generation")
         self.moveToThread(self._thread)
         self._start.connect(self._run)
-        self._thread.start()
 
     def start(self, request_id: int, begin: Callable[[], Generation]) -> None:
         """Run `begin()` (e.g. `lambda: engine.stream_chat(...)`) on the worker thread."""
+        if not self._thread.isRunning():  # started on first use: nothing to stop if never used
+            self._thread.start()
         self._start.emit(request_id, begin)
 
     def shut_down(self) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+
 import pytest
 from gui_helpers import MODEL_TIMEOUT_MS, start_chatting, wait_for_model, wait_until_idle
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
@@ -10,6 +13,7 @@ from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from slmchat.core.generation import GenerationStats, Role
 from slmchat.core.store_records import MessageStatus
 from slmchat.gui.chat_view import Action
+from slmchat.gui.model_session import LoadRequest
 
 pytestmark = pytest.mark.slow
 
@@ -169,13 +173,20 @@ def test_a_corrupt_model_file_shows_a_calm_error_and_the_app_keeps_working(qtbot
     broken = window.library.import_file(broken_file, copy=False)
     with open(broken_file, "r+b") as handle:  # cut off, as by an interrupted copy
         handle.truncate(broken_file.stat().st_size // 3)
-    starter_id = window.session.model_id
+    starter = window.session.request
 
-    window.switch_model(broken.id)
+    window.switch_model(broken.id)  # the library sees the damage: refused before any loading
     assert window.notice.isVisible()
-    message = window.notice.label.text()
-    assert message and "Traceback" not in message
-    assert window.session.model_id == starter_id  # the working model stays
+    assert window.notice.label.text() and "Traceback" not in window.notice.label.text()
+    assert window.session.request == starter and window.session.engine is not None
+
+    # Damaged after it was listed: the engine process meets it, says so, and the starter comes back.
+    window.notice.hide()
+    with qtbot.waitSignal(window.session.failed, timeout=MODEL_TIMEOUT_MS):
+        window.session.load(LoadRequest(broken.id, "Broken", window.engine_config(broken)))
+    assert window.notice.isVisible() and "Traceback" not in window.notice.label.text()
+    assert window.session.request == starter
+    assert window.model_bar.current_id() == starter.model_id
 
     window.controller.send("Are you still there?")
     wait_until_idle(qtbot, window)
@@ -217,3 +228,21 @@ def test_the_gui_thread_never_stalls_while_a_reply_streams_into_a_long_chat(qtbo
     assert shown(window)[-1].text
     assert len(gaps) > 20
     assert max(gaps) < 250, f"the GUI thread stalled for {max(gaps)} ms"
+
+
+def test_when_the_engine_process_dies_mid_reply_the_text_is_kept_and_the_next_message_works(qtbot, make_window):
+    window = make_window(max_tokens=400, temperature=0.8)
+    start_chatting(qtbot, window)
+    window.controller.send("Tell me a long story about a dragon.")
+    qtbot.waitUntil(lambda: len(shown(window)[-1].text) > 10, timeout=MODEL_TIMEOUT_MS)
+    os.kill(window.session.engine.pid, signal.SIGKILL)
+    wait_until_idle(qtbot, window)
+
+    reply = shown(window)[-1]
+    assert reply.finish_reason == "interrupted" and reply.text
+    assert window.controller.store.message(reply.id).status is MessageStatus.INTERRUPTED
+    assert window.notice.isVisible() and "Traceback" not in window.notice.label.text()
+
+    window.controller.send("Are you back?")  # the model starts again by itself
+    wait_until_idle(qtbot, window)
+    assert shown(window)[-1].text and shown(window)[-1].finish_reason in ("done", "length")

@@ -216,3 +216,40 @@ def test_first_run_opens_on_the_welcome_with_the_starter_model(qtbot, make_windo
     assert window.pages.currentWidget() is window.welcome
     assert window.welcome.start_button.isEnabled()
     assert "SmolLM2 135M Instruct" in window.welcome.starter_note.text()
+
+
+def test_rename_pin_and_delete_with_undo_from_the_sidebar(qtbot, make_window, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    window = make_window()
+    store = window.controller.store
+    first = store.new_conversation(title="Holiday plans")
+    second = store.new_conversation(title="Recipes")
+    window.refresh_conversations()
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *args, **kwargs: ("Summer holiday", True))
+    window.sidebar.rename_requested.emit(first.id)
+    window.sidebar.pin_requested.emit(first.id, True)
+    texts = [window.sidebar.list.item(row).text() for row in range(window.sidebar.list.count())]
+    assert texts == ["PINNED", "Summer holiday", "TODAY", "Recipes"]
+
+    window.sidebar.delete_requested.emit(second.id)
+    assert "Recipes" not in [window.sidebar.list.item(r).text() for r in range(window.sidebar.list.count())]
+    assert window.toast.isVisible() and "Recipes" in window.toast.label.text()
+    window.toast.undo_button.click()
+    assert store.conversation(second.id).deleted_at is None
+    assert "Recipes" in [window.sidebar.list.item(r).text() for r in range(window.sidebar.list.count())]
+
+
+def test_keyboard_shortcuts_reach_their_controls(qtbot, make_window):
+    window = make_window()
+    window.pages.setCurrentIndex(0)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.keyClick(window.composer.editor, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.sidebar.search_box.hasFocus()
+    qtbot.keyClick(window.sidebar.search_box, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.composer.editor.hasFocus()
+    for widget in (window.composer.editor, window.composer.send_button, window.model_bar.switcher,
+                   window.sidebar.search_box, window.sidebar.new_button, window.chat_view):
+        assert widget.accessibleName(), widget

@@ -1,0 +1,60 @@
+"""Starting the app: the headless self-test, a lean start-up, one window per data folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slmchat.gui.single_instance import InstanceServer, ask_running_app_to_show
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(args: list[str], home: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLMCHAT_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_self_test_loads_a_real_model_generates_and_exits_0(smollm2_path, tmp_path):
+    result = run_python(["-m", "slmchat", "--self-test", str(smollm2_path)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "window: ok" in result.stdout and "self-test passed" in result.stdout
+    assert not (tmp_path / "data").exists(), "the self-test must use a temporary data folder"
+
+
+def test_self_test_says_what_failed_for_a_broken_model(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    result = run_python(["-m", "slmchat", "--self-test", str(broken)], tmp_path)
+    assert result.returncode == 1
+    assert "self-test FAILED" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_window_starts_without_loading_llama_cpp_or_the_hub_client(tmp_path):
+    code = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from slmchat.app import build_window, resolve_paths\n"
+        "app = QApplication([])\n"
+        "window = build_window(resolve_paths(), app)\n"
+        "window.show()\n"
+        "print(sorted(m for m in ('llama_cpp', 'huggingface_hub') if m in sys.modules))\n"
+        "window.close()\n"
+    )
+    result = run_python(["-c", code], tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_second_start_brings_the_running_window_forward(qtbot, tmp_path):
+    shown: list[bool] = []
+    server = InstanceServer(tmp_path, lambda: shown.append(True))
+    assert ask_running_app_to_show(tmp_path)
+    qtbot.waitUntil(lambda: shown == [True], timeout=3000)
+    assert not ask_running_app_to_show(tmp_path / "another data folder")
+    server.deleteLater()

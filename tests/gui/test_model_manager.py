@@ -1,0 +1,90 @@
+"""The model manager against the loopback hub: download from a catalog card, cancel, hub search, import."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from hub_server import FakeHub, fake_hub  # noqa: F401 - the fixture
+from PySide6.QtWidgets import QMessageBox
+
+from slmchat.core.catalog import load_catalog
+from slmchat.gui.model_manager import ModelManager
+
+REPO = "mradermacher/SmolLM2-360M-Instruct-GGUF"  # a catalog entry's default download
+FILE = "SmolLM2-360M-Instruct.Q4_K_M.gguf"
+
+
+@pytest.fixture
+def manager(qtbot, make_window, fake_hub: FakeHub, smollm2_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    fake_hub.add_repo(REPO, {FILE: smollm2_path}, downloads=50)  # SmolLM2's real bytes under this name
+    window = make_window()
+    dialog = ModelManager(window, load_catalog())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    card = next(card for card in dialog.cards if card.file and card.file.file == FILE)
+    return window, dialog, card
+
+
+def test_a_catalog_download_shows_progress_and_the_model_becomes_usable(qtbot, manager):
+    window, dialog, card = manager
+    progress: list[float] = []
+    window.downloads.progress.connect(lambda _key, p: progress.append(p.fraction))
+    card.download_button.click()
+    assert card.cancel_button.isVisible() and card.pause_button.isVisible()
+    qtbot.waitUntil(lambda: card.use_button.isVisible(), timeout=60_000)
+
+    assert progress and progress[-1] == pytest.approx(1.0)
+    assert card.status.text() == "On this computer"
+    downloaded = window.library.find_download(REPO, FILE)
+    assert downloaded is not None and downloaded.usable
+    switcher = window.model_bar.switcher
+    assert switcher.findData(downloaded.id) >= 0  # it joined the model switcher
+
+
+def test_cancel_during_a_stalled_download_registers_nothing(qtbot, manager, fake_hub: FakeHub):  # noqa: F811
+    window, dialog, card = manager
+    fake_hub.faults.stall_at = 4 * 1024 * 1024
+    card.download_button.click()
+    qtbot.waitUntil(fake_hub.stalled.is_set, timeout=30_000)
+    card.cancel_button.click()
+    qtbot.waitUntil(lambda: card.download_button.isVisible(), timeout=30_000)
+    assert card.download_button.text() == "Download"
+    assert window.library.find_download(REPO, FILE) is None
+    assert not any(window.paths.downloads.glob("*.part"))
+
+
+def test_hub_search_lists_repos_and_their_files(qtbot, manager):
+    window, dialog, _card = manager
+    search = dialog.tabs.widget(2)
+    search.query.setText("360M")
+    search.query.returnPressed.emit()
+    qtbot.waitUntil(lambda: search.repos.count() == 1, timeout=30_000)
+    assert REPO in search.repos.item(0).text()
+    search.repos.setCurrentRow(0)
+    qtbot.waitUntil(lambda: search.files.count() == 1, timeout=30_000)
+    assert FILE in search.files.item(0).text()
+
+
+def test_importing_a_gguf_adds_it_to_my_models(qtbot, manager, smollm2_path, tmp_path, monkeypatch):
+    window, dialog, _card = manager
+    own_file = tmp_path / "my-own-model.gguf"
+    shutil.copy(smollm2_path, own_file)
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.No)
+    rows_before = dialog.my_models.list.count()
+    dialog.my_models.import_path(own_file)  # what the button and a drop both end in
+    qtbot.waitUntil(lambda: dialog.my_models.list.count() == rows_before + 1, timeout=30_000)
+    assert any(model.path == own_file for model in window.library.list())
+
+
+def test_a_file_that_is_not_a_model_is_refused_calmly(qtbot, manager, tmp_path, monkeypatch):
+    window, dialog, _card = manager
+    not_a_model = tmp_path / "notes.gguf"
+    not_a_model.write_text("my shopping list")
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.No)
+    monkeypatch.setattr(QMessageBox, "warning", lambda _parent, _title, text: warnings.append(text))
+    dialog.my_models.import_path(not_a_model)
+    qtbot.waitUntil(lambda: bool(warnings), timeout=30_000)
+    assert "GGUF" in warnings[0] and "Traceback" not in warnings[0]
