@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from slmchat import __version__
+from slmchat.cli.terminal import for_terminal
 from slmchat.core.errors import SlmchatError
 from slmchat.paths import HOME_ENV, Paths
 from slmchat.logsetup import setup_logging
@@ -40,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl+C while the command modules are still importing
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.data_dir:
@@ -49,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, paths) or 0)
     except SlmchatError as error:
-        print(f"slmchat: {error}", file=sys.stderr)
+        print(f"slmchat: {for_terminal(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
