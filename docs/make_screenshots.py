@@ -116,6 +116,9 @@ def shoot(theme: str, hub, sparse_file: Path) -> None:
         wait_until(lambda: not window.downloads.running(card.key))
         manager.close()
         window.close()
+        for widget in (manager, window):  # gone before the interpreter shuts down, not during
+            widget.deleteLater()
+        settle(100)
 
 
 def main() -> int:

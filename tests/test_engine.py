@@ -30,6 +30,7 @@ from slmchat.core.generation import (
     OverflowPolicy,
     Role,
 )
+from slmchat.core.kv_state import KVStateStore, StateIdentity, model_identity
 
 GREEDY = GenerationSettings(temperature=0, max_tokens=100)
 SYSTEM = ChatMessage(Role.SYSTEM, "You are terse.")
@@ -193,6 +194,23 @@ def test_a_conversation_left_and_resumed_is_restored_from_disk_not_evaluated_aga
         assert engine.counters().prompt_evaluated == new_tokens == second.stats.prompt_evaluated
         assert second.stats.prompt_reused == second.stats.prompt_tokens - new_tokens
         assert len(list(tmp_path.glob("*.kv"))) == 2  # leaving "snow" saved it too
+
+
+def test_a_state_saved_with_another_context_size_is_removed_not_restored(
+        smollm2_path: Path, tmp_path: Path) -> None:
+    chat = [user("Hello there, how are you?")]
+    with Engine(EngineConfig(smollm2_path, n_ctx=512, n_threads=1), kv_states=tmp_path) as small:
+        small.stream_chat(chat, GenerationSettings(max_tokens=4), session="c").read()
+    assert len(list(tmp_path.glob("*.kv"))) == 1
+    with Engine(EngineConfig(smollm2_path, n_ctx=1024, n_threads=1), kv_states=tmp_path) as large:
+        again = large.stream_chat(chat, GenerationSettings(max_tokens=4), session="c")
+        again.read()
+        assert large.counters().prompt_evaluated == again.stats.prompt_tokens  # all evaluated
+    assert again.stats.prompt_reused == 0
+    # The stale file went at once; closing saved the conversation again, for the new size.
+    assert len(list(tmp_path.glob("*.kv"))) == 1
+    now = StateIdentity(model_identity(smollm2_path), 1024, llama_cpp.__version__)
+    assert KVStateStore(tmp_path, now).load("c") is not None
 
 
 def test_a_forgotten_conversation_is_never_written_back(smollm2_path: Path, tmp_path: Path) -> None:

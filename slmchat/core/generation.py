@@ -75,7 +75,7 @@ class GenerationStats:
     finish_reason: FinishReason = FinishReason.DONE
     prompt_tokens: int = 0  # tokens in the prompt as sent
     prompt_evaluated: int = 0  # of those, evaluated now (llama.cpp's prompt-eval count)
-    prompt_reused: int = 0  # of those, taken from the KV cache of the previous turn
+    prompt_reused: int = 0  # of those, taken from the KV cache (kept from the last turn or restored from disk)
     completion_tokens: int = 0
     time_to_first_token_s: float = 0.0
     decode_tokens_per_s: float = 0.0

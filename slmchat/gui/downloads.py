@@ -100,7 +100,7 @@ def describe_progress(progress: DownloadProgress) -> str:
     parts = [f"{format_size(progress.done)} of {format_size(progress.total)}"]
     if progress.speed > 0:
         parts.append(f"{format_size(int(progress.speed))}/s")
-    if progress.eta is not None:
+    if progress.eta is not None and progress.eta >= 1:
         minutes = progress.eta / 60
         parts.append(f"{progress.eta:.0f} s left" if minutes < 1 else f"{minutes:.0f} min left")
     return " · ".join(parts)
