@@ -22,20 +22,20 @@ from types import FrameType
 
 from slmchat.cli import EXIT_INTERRUPTED
 from slmchat.cli.history import open_store, positive_int
+from slmchat.cli.model_arg import choose_model
 from slmchat.cli.terminal import for_terminal, printer
 from slmchat.core.chat_session import ChatSession, Turn
 from slmchat.core.engine_process import EngineClient
-from slmchat.core.errors import ModelFileMissing, NotAChatModel, SlmchatError
+from slmchat.core.errors import NotAChatModel, SlmchatError
 from slmchat.core.generation import (
     EngineConfig,
     FinishReason,
     GenerationSettings,
     GenerationStats,
 )
-from slmchat.core.library import ModelLibrary
 from slmchat.core.store import Store
 from slmchat.core.store_records import Conversation
-from slmchat.paths import Paths, starter_model
+from slmchat.paths import Paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,35 +93,6 @@ def stats_line(stats: GenerationStats) -> str:
             f"evaluated, {stats.prompt_reused} reused ({stats.completion_tokens} generated)")
 
 
-# --- which model ------------------------------------------------------------------------------
-def _choose_model(given: str | None, conversation: Conversation | None, paths: Paths) -> tuple[Path, str]:
-    """The file to load and how to record it: the library id when it is in the library (as the
-    GUI records it), else its absolute path.
-
-    `given` is a path or a library id. Without it, a conversation continues with the model it
-    was held with, and a new one starts with the starter model.
-    """
-    known = {model.id: model.path.resolve() for model in ModelLibrary(paths).list()}
-    if given is not None:
-        path = Path(given).expanduser()
-        if not path.exists() and given in known:
-            path = known[given]
-    elif conversation is not None and conversation.model:
-        path = known.get(conversation.model) or Path(conversation.model)
-        if not path.is_file():
-            raise ModelFileMissing(
-                f'Conversation {conversation.id} was held with "{for_terminal(conversation.model)}", which '
-                "is not available any more. Pass --model PATH to continue it with another model.")
-    else:
-        starter = starter_model()
-        if starter is None:
-            raise ModelFileMissing("No model given, and the starter model is not installed. Pass --model PATH.")
-        path = starter
-    path = path.resolve()
-    by_path = {model_path: model_id for model_id, model_path in known.items()}
-    return path, by_path.get(path, str(path))
-
-
 def _open_engine(path: Path, args: argparse.Namespace, paths: Paths) -> EngineClient:
     return EngineClient(EngineConfig(model_path=path, n_threads=args.threads), paths=paths)
 
@@ -163,7 +134,7 @@ def run_chat(args: argparse.Namespace, paths: Paths) -> int:
         raise SlmchatError("There is nothing to send: the prompt is empty.")
     with (Store(":memory:") if args.no_store else open_store(paths)) as store:
         conversation = store.conversation(args.conversation) if args.conversation else None
-        model_path, model = _choose_model(args.model, conversation, paths)
+        model_path, model = choose_model(args.model, conversation, paths)
         with _open_engine(model_path, args, paths) as engine, _ctrl_c_stops_replies() as ctrl_c:
             if not engine.info.is_chat:
                 raise NotAChatModel(
@@ -234,7 +205,7 @@ def _turn(session: ChatSession, text: str, ctrl_c: _CtrlC, with_stats: bool) -> 
 # --- complete ---------------------------------------------------------------------------------
 def run_complete(args: argparse.Namespace, paths: Paths) -> int:
     show = printer(sys.stdout)
-    model_path, _ = _choose_model(args.model, None, paths)
+    model_path, _ = choose_model(args.model, None, paths)
     with _open_engine(model_path, args, paths) as engine, _ctrl_c_stops_replies() as ctrl_c:
         ctrl_c.replying = threading.Event()
         generation = engine.complete(args.prompt, _settings(args, None), ctrl_c.replying)

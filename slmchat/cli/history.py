@@ -11,8 +11,11 @@ import json
 import sys
 from pathlib import Path
 
+from slmchat.cli.model_arg import able_model, suggested_model
 from slmchat.cli.terminal import for_terminal, write_out
+from slmchat.core import semantic
 from slmchat.core.errors import SlmchatError
+from slmchat.core.library import ModelLibrary
 from slmchat.core.store import Store
 from slmchat.core.store_export import (
     NotAnExport,
@@ -21,6 +24,8 @@ from slmchat.core.store_export import (
     export_conversations,
     import_conversations,
 )
+from slmchat.core.task_process import TaskClient, TaskKind
+from slmchat.core.tasks import Capability
 from slmchat.paths import Paths
 
 
@@ -39,9 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--tree", action="store_true", help="every branch, not only the shown one")
     show.set_defaults(func=_show)
 
-    search = commands.add_parser("search", help="full-text search over messages and titles")
+    search = commands.add_parser("search", help="full-text search over messages and titles (--semantic: by meaning)")
     search.add_argument("query", metavar="QUERY")
     search.add_argument("--limit", type=positive_int, default=20, metavar="N")
+    search.add_argument("--semantic", action="store_true",
+                        help="rank messages by closeness in meaning with an embedding model (indexes new "
+                             "messages first); full-text search when no embedding model is installed")
+    search.add_argument("--model", metavar="PATH|ID", help="with --semantic: the embedding model "
+                        "(default: the first one in your library)")
     search.set_defaults(func=_search)
 
     export = commands.add_parser("export", help="export a conversation (or --all) as Markdown or JSON")
@@ -96,6 +106,14 @@ def _show(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _search(args: argparse.Namespace, paths: Paths) -> int:
+    if args.model is not None and not args.semantic:
+        raise SlmchatError("--model chooses the embedding model of --semantic: add --semantic, or leave --model out.")
+    if args.semantic:
+        model = _embedding_model(args.model, paths)
+        if model is not None:
+            return _semantic_search(args, model, paths)
+        print(f"slmchat: no embedding model is installed, so full-text search is used. To search by meaning, "
+              f"get {suggested_model(Capability.EMBED)}.", file=sys.stderr)
     with open_store(paths) as store:
         hits = store.search(args.query, limit=args.limit, marks=("[", "]"))
     for hit in hits:
@@ -105,6 +123,29 @@ def _search(args: argparse.Namespace, paths: Paths) -> int:
         kind = "title" if hit.role is None else hit.role.value
         snippet = " ".join(for_terminal(hit.snippet).split())
         print(f"{where:>12}  {kind:<9} {for_terminal(hit.conversation_title)}: {snippet}")
+    return 0 if hits else 1
+
+
+def _embedding_model(given: str | None, paths: Paths) -> Path | None:
+    """The model given (refused in one line when it cannot embed), else the library's first
+    embedding model, else None."""
+    if given is not None:
+        return able_model(given, Capability.EMBED, paths).path
+    found = semantic.embedding_model(model.info for model in ModelLibrary(paths).list() if model.info is not None)
+    return None if found is None else found.path
+
+
+def _semantic_search(args: argparse.Namespace, model: Path, paths: Paths) -> int:
+    """Embed the messages not indexed yet with this model (kept for next time), then rank all."""
+    with open_store(paths) as store, TaskClient(TaskKind.EMBED, model, paths=paths) as embedder:
+        added = semantic.index_all(store, embedder)
+        if added:
+            print(f"slmchat: indexed {added} new message(s) with {for_terminal(embedder.model_name)}", file=sys.stderr)
+        hits = semantic.search(store, embedder, args.query, k=args.limit)
+    for hit in hits:
+        where = f"{hit.conversation_id}:{hit.message_id}"
+        snippet = " ".join(for_terminal(hit.snippet).split())
+        print(f"{where:>12}  {hit.score:5.2f}  {hit.role.value:<9} {for_terminal(hit.conversation_title)}: {snippet}")
     return 0 if hits else 1
 
 

@@ -38,6 +38,11 @@ class UnsupportedModel(ModelFileError):
     """A well-formed file of an architecture or kind this app cannot run."""
 
 
+class WrongModelRole(UnsupportedModel):
+    """A model asked for a role it does not have (a chat model asked to translate); refused from
+    its metadata, before any process starts."""
+
+
 class UnsafeChatTemplate(ModelFileError):
     """The chat template could hang or exhaust memory when rendered."""
 

@@ -24,14 +24,13 @@ def _package_version(name: str) -> str:
 
 def versions(engine_build: str = "") -> list[tuple[str, str]]:
     """What the About box lists. `engine_build` is llama.cpp's build info from the engine process."""
-    rows = [
+    return [
         ("slmchat", __version__),
         ("llama-cpp-python", _package_version("llama_cpp_python")),
         ("llama.cpp build", engine_build or "shown once a model has loaded"),
         ("Qt", f"{qVersion()} (PySide6 {pyside_version})"),
         ("Python", f"{platform.python_version()} ({sys.platform}, {platform.machine()})"),
     ]
-    return rows
 
 
 class AboutDialog(QDialog):

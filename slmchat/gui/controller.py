@@ -20,7 +20,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from slmchat.core.chat_session import Checkpointer, history_for_engine
-from slmchat.core.errors import EngineCrashed, EngineHung, SlmchatError
+from slmchat.core.errors import EngineCrashed, EngineHung
 from slmchat.core.generation import ChatMessage, FinishReason, GenerationSettings, GenerationStats, Role
 from slmchat.core.store import Store
 from slmchat.core.store_records import Conversation, Message, MessageStatus

@@ -24,7 +24,7 @@ from slmchat.core.generation import EngineConfig, ModelInfo
 from slmchat.core.hub import DownloadProgress
 from slmchat.core.hardware import Backend, Machine
 from slmchat.core.library import LibraryModel, ModelLibrary
-from slmchat.gui.chat_view import Action, ChatModel, ChatView
+from slmchat.gui.chat_view import Action, ChatView
 from slmchat.gui.completion_pad import CompletionPad
 from slmchat.gui.composer import Composer
 from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress

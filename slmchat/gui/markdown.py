@@ -18,7 +18,6 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import TextLexer, get_lexer_by_name
-from pygments.styles import get_style_by_name
 from pygments.util import ClassNotFound
 
 from slmchat.gui.theme import Theme

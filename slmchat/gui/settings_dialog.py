@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -36,8 +37,12 @@ if TYPE_CHECKING:
 AUTOMATIC = "Automatic"
 
 
+NUMBER_WIDTH = 120
+
+
 def _spin(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
+    box.setMaximumWidth(NUMBER_WIDTH)
     box.setRange(low, high)
     box.setSingleStep(step)
     box.setDecimals(decimals)
@@ -47,11 +52,19 @@ def _spin(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpi
 def _int_spin(low: int, high: int, step: int = 1, automatic: bool = False) -> QSpinBox:
     """With `automatic`, the lowest value reads "Automatic" and means None."""
     box = QSpinBox()
+    box.setMaximumWidth(NUMBER_WIDTH)
     box.setRange(low - 1 if automatic else low, high)
     box.setSingleStep(step)
     if automatic:
         box.setSpecialValueText(AUTOMATIC)
     return box
+
+
+def _form(page: QWidget) -> QFormLayout:
+    form = QFormLayout(page)
+    form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    form.setVerticalSpacing(10)
+    return form
 
 
 def _note(text: str) -> QLabel:
@@ -88,7 +101,7 @@ class SettingsDialog(QDialog):
     # --- tabs ----------------------------------------------------------------------------
     def _chat_tab(self) -> QWidget:
         page = QWidget()
-        form = QFormLayout(page)
+        form = _form(page)
         settings = self.window_.settings
         if self.conversation is not None:
             form.addRow(_note("These apply to the open chat. New chats use the defaults below them."))
@@ -130,7 +143,7 @@ class SettingsDialog(QDialog):
 
     def _model_tab(self) -> QWidget:
         page = QWidget()
-        form = QFormLayout(page)
+        form = _form(page)
         preferences = self.window_.preferences
         self.context_size = _int_spin(512, 131072, 512)
         self.context_size.setValue(preferences.context_size)
@@ -154,7 +167,7 @@ class SettingsDialog(QDialog):
 
     def _appearance_tab(self) -> QWidget:
         page = QWidget()
-        form = QFormLayout(page)
+        form = _form(page)
         self.theme = QComboBox()
         for label, choice in (("Follow the system", ThemeChoice.SYSTEM), ("Light", ThemeChoice.LIGHT),
                               ("Dark", ThemeChoice.DARK)):
@@ -168,7 +181,7 @@ class SettingsDialog(QDialog):
 
     def _data_tab(self) -> QWidget:
         page = QWidget()
-        form = QFormLayout(page)
+        form = _form(page)
         paths = self.window_.paths
         self.data_folder = QLineEdit(str(read_data_folder(paths) or paths.data))
         browse = QPushButton("Choose…")

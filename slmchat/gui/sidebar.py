@@ -91,14 +91,14 @@ class Sidebar(QFrame):
         self.list.customContextMenuRequested.connect(self._context_menu)
         self.list.itemActivated.connect(self._activate)
         self.list.itemClicked.connect(self._activate)
-        layout.addWidget(self.list, 1)
-
         self.empty_label = QLabel("No conversations yet.")
         self.empty_label.setProperty("role", "muted")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
+        self.empty_label.setContentsMargins(0, 16, 0, 0)
         layout.addWidget(self.empty_label)
         self.empty_label.hide()
+        layout.addWidget(self.list, 1)
         self._pinned: dict[int, bool] = {}
 
     def search_text(self) -> str:

@@ -88,3 +88,19 @@ def test_a_file_that_is_not_a_model_is_refused_calmly(qtbot, manager, tmp_path, 
     dialog.my_models.import_path(not_a_model)
     qtbot.waitUntil(lambda: bool(warnings), timeout=30_000)
     assert "GGUF" in warnings[0] and "Traceback" not in warnings[0]
+
+
+def test_removing_a_model_takes_it_out_of_the_list_and_the_switcher(qtbot, manager, smollm2_path, tmp_path,
+                                                                     monkeypatch):
+    window, dialog, _card = manager
+    own_file = tmp_path / "to-remove.gguf"
+    shutil.copy(smollm2_path, own_file)
+    model = window.library.import_file(own_file, copy=False)
+    window.refresh_models()
+    dialog.my_models.refresh()
+    assert window.model_bar.switcher.findData(model.id) >= 0
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    dialog.my_models._remove(model)
+    assert all(m.id != model.id for m in window.library.list())
+    assert window.model_bar.switcher.findData(model.id) < 0
+    assert own_file.exists()  # used where it was: slmchat forgets it but never deletes the user's file
