@@ -2,7 +2,8 @@
 
 A `QListView` over `ChatModel` (a `QAbstractListModel`) with `MessageDelegate` painting each
 message from a `QTextDocument` built once and kept until the message, the width or the theme
-changes. While a reply streams, only the growing message is rendered again, when its text
+changes; a message not yet drawn gets an estimated height, so opening a long chat renders only
+what is on screen. While a reply streams, only the growing message is rendered again, when its text
 changes (the worker delivers text in ~30 ms batches), so a 500-message chat streams as cheaply as
 a short one. Buttons (Copy, Regenerate, ‹ 2/3 › …) are links inside the documents; the view turns
 clicks on them into `action` signals.
@@ -22,6 +23,7 @@ from PySide6.QtCore import (
     QRectF,
     QSize,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import (
@@ -29,6 +31,7 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QFontMetrics,
     QPainter,
     QPalette,
     QTextDocument,
@@ -183,15 +186,20 @@ class MessageDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self._theme = theme
         self._layouts: dict[Any, _Layout] = {}
+        self._hinted: dict[Any, int] = {}  # the height sizeHint last gave each message
+        self._estimates: dict[Any, tuple[tuple, int]] = {}  # heights of messages not drawn yet
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+        self._fix_heights = QTimer(self, singleShot=True, interval=0)
+        self._fix_heights.timeout.connect(lambda: self.sizeHintChanged.emit(QModelIndex()))
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
-        self._layouts.clear()
+        self.forget()
 
     def forget(self) -> None:
         """Drop every cached layout (after a font change)."""
         self._layouts.clear()
+        self._estimates.clear()
 
     # --- layout ---------------------------------------------------------------------------
     def _document(self, html: str, font: QFont, width: float) -> QTextDocument:
@@ -272,19 +280,48 @@ class MessageDelegate(QStyledItemDelegate):
         height = int(footer_top + footer.size().height() + ROW_PADDING)
         layout = _Layout(key=key, height=height, docs=docs, bubble=bubble, code_blocks=rendered.code_blocks)
         if len(self._layouts) >= MAX_CACHED_LAYOUTS:
-            self._layouts.clear()
+            self.forget()
         self._layouts[message.id] = layout
         return layout
 
     # --- Qt's delegate interface ----------------------------------------------------------
+    def _estimate(self, message: MessageView, font: QFont, width: int) -> int:
+        """A height without rendering: counted lines of text, for messages not yet on screen."""
+        column = min(COLUMN_MAX_WIDTH, max(200, width - 2 * SIDE_MARGIN))
+        metrics = QFontMetrics(font)
+        per_line = max(10, int(column * (0.8 if message.is_user else 1.0) / max(1, metrics.averageCharWidth())))
+        lines = sum(max(1, -(-len(line) // per_line)) for line in message.text.split("\n"))
+        return lines * metrics.lineSpacing() + 2 * ROW_PADDING + FOOTER_GAP + 2 * metrics.lineSpacing()
+
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        """The exact height once a message has been drawn, an estimate before.
+
+        Opening a 500-message chat must not render 500 messages: the view asks every row for
+        its height, but only the rows it paints get (and keep) a real layout.
+        """
         width = option.widget.viewport().width() if option.widget else option.rect.width()
         message: MessageView = index.data(ChatModel.MessageRole)
-        return QSize(width, self._layout(message, option.font, width).height)
+        cached = self._layouts.get(message.id)
+        if cached is not None and cached.key == (message, width, self._theme.name, option.font.key()):
+            height = cached.height
+        elif cached is not None and cached.key[0] == message:
+            height = cached.height  # only the width or theme changed: close enough until painted
+        else:
+            key = (message, width, option.font.key())
+            estimate = self._estimates.get(message.id)
+            if estimate is None or estimate[0] != key:
+                estimate = (key, self._estimate(message, option.font, width))
+                self._estimates[message.id] = estimate
+            height = estimate[1]
+        self._hinted[message.id] = height
+        return QSize(width, height)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         message: MessageView = index.data(ChatModel.MessageRole)
         layout = self._layout(message, option.font, option.rect.width())
+        if self._hinted.get(message.id, layout.height) != layout.height:
+            self._hinted[message.id] = layout.height
+            self._fix_heights.start()  # the estimate was off: place the rows again, once
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.translate(option.rect.topLeft())
@@ -302,6 +339,13 @@ class MessageDelegate(QStyledItemDelegate):
             doc.documentLayout().draw(painter, context)
             painter.restore()
         painter.restore()
+
+    def cached_height(self, message_id: Any) -> int | None:
+        layout = self._layouts.get(message_id)
+        return layout.height if layout is not None else None
+
+    def height(self, message: MessageView, font: QFont, width: int) -> int:
+        return self._layout(message, font, width).height
 
     def anchor_at(self, message: MessageView, font: QFont, rect: QRectF, point: QPointF) -> str:
         """The link under `point` (view coordinates) in the row drawn at `rect`, or ""."""
@@ -362,8 +406,19 @@ class ChatView(QListView):
         self.scrollToBottom()
 
     def _row_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles: list[int]) -> None:
-        # A row's height may have changed: ask for a (coalesced) re-layout of the list.
-        self._delegate.sizeHintChanged.emit(top_left)
+        """Lay out the changed message now; re-lay out the list only if its height changed.
+
+        A streaming reply changes every ~30 ms but grows a line far less often: most updates
+        repaint one row instead of asking the view to place every message again.
+        """
+        for row in range(top_left.row(), bottom_right.row() + 1):
+            index = self.model().index(row)
+            message = self.model().message(row)
+            before = self._delegate.cached_height(message.id)
+            after = self._delegate.height(message, self.font(), self.viewport().width())
+            if before != after:
+                self._delegate.sizeHintChanged.emit(index)
+        self.viewport().update()  # only the rows on screen are painted
 
     def _keep_following(self, _minimum: int, maximum: int) -> None:
         if self._follow:
