@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from anywhere: `python benchmarks/x.py`
@@ -107,8 +107,9 @@ def save_results(path: Path | None, name: str, figures: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def add_common_arguments(parser: Any) -> None:
+def add_common_arguments(parser: Any, name: str) -> None:
     parser.add_argument("--results", type=Path, help="merge the figures into this JSON file")
+    parser.add_argument("--key", default=name, help=f"their key in that file (default: {name})")
 
 
 def default_threads() -> int:
@@ -220,7 +221,7 @@ class AppUnderTest:
         self._home = ""
         self._old_home: str | None = None
 
-    def __enter__(self) -> "AppUnderTest":
+    def __enter__(self) -> Self:
         from slmchat import app as slmchat_app
         from slmchat.core.store import Store
         from slmchat.gui.preferences import Preferences

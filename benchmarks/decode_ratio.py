@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=common.default_threads())
     parser.add_argument("--bench", type=Path, help="llama-bench binary (default: build_llama_bench.sh)")
-    common.add_common_arguments(parser)
+    common.add_common_arguments(parser, "decode_ratio")
     args = parser.parse_args()
 
     from slmchat.core.generation import GenerationSettings
@@ -81,7 +81,7 @@ def main() -> None:
     ratio = app_median / bench_median
     print(f"median: app {app_median:.1f} tok/s, llama-bench {bench_median:.1f} tok/s, "
           f"ratio {ratio:.3f} (goal >= 0.97)")
-    common.save_results(args.results, "decode_ratio", {
+    common.save_results(args.results, args.key, {
         "model": info.path.name, "threads": info.n_threads, "prompt_tokens": depth, "tokens": tokens,
         "repack": repack, "app_median": app_median, "llama_bench_median": bench_median, "ratio": ratio,
         "goal": 0.97, "runs": runs, "machine": facts, "load_average_after": common.load_average(),

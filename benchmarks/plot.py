@@ -1,4 +1,5 @@
-"""Draw docs/benchmarks.png from run_all.sh's results JSON: one panel per figure, goals marked.
+"""Draw docs/benchmarks.png from run_all.sh's results JSON (one panel per figure, goals marked)
+and print the figures-vs-goals table of docs/BENCHMARKS.md.
 
 matplotlib is a benchmark-only dependency (`.venv/bin/pip install matplotlib`); the app never
 imports it.
@@ -16,7 +17,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 MIB = 1024**2
 GOAL = {"color": "#c0392b", "linestyle": "--", "linewidth": 1}
@@ -96,6 +97,48 @@ def memory(ax: Any, figures: dict[str, Any]) -> None:
     ax.set_title(f"Memory: {figures['total_without_model'] / MIB:.0f} MB without the model")
 
 
+def table(results: dict[str, Any]) -> str:
+    """The figures against their goals, as the Markdown table of docs/BENCHMARKS.md."""
+    rows = ["| figure | measured | goal | met |", "|---|---|---|---|"]
+
+    def row(name: str, met: bool, shown: str, goal_text: str) -> None:
+        rows.append(f"| {name} | {shown} | {goal_text} | {'yes' if met else 'no'} |")
+
+    for key, label in (("decode_ratio", "default threads"), ("decode_ratio_1_thread", "1 thread")):
+        if key in results:
+            d = results[key]
+            row(f"decode speed, app ÷ llama-bench ({label}: {d['threads']})", d["ratio"] >= d["goal"],
+                f"{d['ratio']:.3f} ({d['app_median']:.0f} vs {d['llama_bench_median']:.0f} tok/s)", f"≥ {d['goal']}")
+    if "ttft_turns" in results:
+        d = results["ttft_turns"]
+        row(f"time to first token, turn {d['turns'][-1]['turn']} ÷ turn 1", d["ratio"] <= d["goal"],
+            f"{d['ratio']:.2f}× ({d['turns'][0]['seen_s'] * 1000:.0f} → {d['turns'][-1]['seen_s'] * 1000:.0f} ms)",
+            f"≤ {d['goal']}×")
+        k = d.get("kv_restore", {})
+        if "ratio" in k:
+            row(f"reopening a {k.get('conversation_tokens', '~4k')}-token chat, restored ÷ cold TTFT",
+                k["ratio"] <= k["goal"], f"{k['ratio']:.3f} ({k['cold_s']:.2f} → {k['restored_s']:.2f} s)",
+                f"≤ {k['goal']}")
+    for key, label in (("gui_smoothness", "default threads"), ("gui_smoothness_1_thread", "engine on 1 thread")):
+        if key in results:
+            d = results[key]
+            row(f"longest GUI stall while streaming, {d['messages']} messages ({label})", d["max_ms"] < d["goal_ms"],
+                f"{d['max_ms']:.1f} ms (p99 {d['p99_ms']:.1f} ms)", f"< {d['goal_ms']} ms")
+    if "startup" in results:
+        d = results["startup"]
+        for label in ("first_run", "returning_user"):
+            if label in d:
+                row(f"process start → usable window ({label.replace('_', ' ')})", d[label]["usable_s"] < d["goal_s"],
+                    f"{d[label]['usable_s']:.2f} s", f"< {d['goal_s']} s")
+        rows.append(f"| model load (engine process spawn + load) | {d['model_load_s']:.2f} s | — | — |")
+    if "memory" in results:
+        d = results["memory"]
+        row("app RSS without the model file", d["total_without_model"] / MIB < d["goal_mb"],
+            f"{d['total_without_model'] / MIB:.0f} MB (GUI {d['gui_rss'] / MIB:.0f} + engine "
+            f"{d['engine_rss_without_model'] / MIB:.0f})", f"< {d['goal_mb']} MB")
+    return "\n".join(rows)
+
+
 PANELS = [("decode_ratio", decode), ("ttft_turns", ttft), (("ttft_turns", "kv_restore"), kv_restore),
           ("gui_smoothness", smoothness), ("startup", startup), ("memory", memory)]
 
@@ -123,7 +166,8 @@ def main() -> None:
     figure.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.output, dpi=90)
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output}\n")
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,16 @@ bench=$(benchmarks/build_llama_bench.sh)
 {
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "== decode_ratio.py";   "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" "${decode[@]}"
+  echo "== decode_ratio.py, 1 thread (a core left for the GUI and the pipe)"
+  "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" --threads 1 \
+    --key decode_ratio_1_thread "${decode[@]}"
   echo "== ttft_turns.py";     "$python" benchmarks/ttft_turns.py --results "$results" "${ttft[@]}"
   echo "== gui_smoothness.py"; "$python" benchmarks/gui_smoothness.py --results "$results" "${gui[@]}"
+  echo "== gui_smoothness.py, engine on 1 thread"
+  "$python" benchmarks/gui_smoothness.py --results "$results" --threads 1 --key gui_smoothness_1_thread "${gui[@]}"
   echo "== startup.py";        "$python" benchmarks/startup.py --results "$results" "${startup[@]}"
   echo "== memory.py";         "$python" benchmarks/memory.py --results "$results"
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$log"
-"$python" benchmarks/plot.py "$results" "$root/docs/benchmarks.png"
+"$python" benchmarks/plot.py "$results" "$root/docs/benchmarks.png" | tee -a "$log"
 echo "figures: $results; output: $log; plot: docs/benchmarks.png"

@@ -95,7 +95,7 @@ def one_start(home: Path, extra_flags: list[str] = ()) -> tuple[dict[str, float]
     """Run the app once in a fresh interpreter; its marks, the caller's wall time, its stderr."""
     env = {**os.environ, "SLMCHAT_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, *extra_flags, "-c", CHILD], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, *extra_flags, "-c", CHILD], check=False, capture_output=True, text=True,
                             env=env, cwd=common.ROOT, timeout=300)
     wall = time.perf_counter() - started
     if result.returncode != 0 or not result.stdout.strip():
@@ -138,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=common.default_threads())
-    common.add_common_arguments(parser)
+    common.add_common_arguments(parser, "startup")
     args = parser.parse_args()
 
     facts = common.machine()
@@ -177,7 +177,7 @@ def main() -> None:
     figures["model_load_s"] = common.median(loads)
     figures["model_load_runs"] = loads
     figures["load_average_after"] = common.load_average()
-    common.save_results(args.results, "startup", figures)
+    common.save_results(args.results, args.key, figures)
 
 
 if __name__ == "__main__":

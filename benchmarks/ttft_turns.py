@@ -61,7 +61,7 @@ def conversation(client: Any, turns: int, session: str, reply_tokens: int) -> li
 def kv_restore_figures(threads: int, runs: int) -> dict[str, Any]:
     """Run kv_restore.py (the engine engineer's benchmark) and pick its summary from its output."""
     result = subprocess.run([sys.executable, str(KV_RESTORE), "--threads", str(threads), "--runs", str(runs)],
-                            capture_output=True, text=True, cwd=common.ROOT, timeout=1800)
+                            check=False, capture_output=True, text=True, cwd=common.ROOT, timeout=1800)
     print("kv_restore.py:\n  " + "\n  ".join(result.stdout.strip().splitlines()))
     if result.returncode != 0:
         print(f"  kv_restore.py failed ({result.returncode}): {result.stderr.strip()[-500:]}")
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=4096, help="n_ctx (the app's default)")
     parser.add_argument("--no-kv-restore", action="store_true", help="skip kv_restore.py")
     parser.add_argument("--kv-runs", type=int, default=3)
-    common.add_common_arguments(parser)
+    common.add_common_arguments(parser, "ttft_turns")
     args = parser.parse_args()
 
     from slmchat.core.engine_process import EngineClient
@@ -131,7 +131,7 @@ def main() -> None:
     if not args.no_kv_restore:
         figures["kv_restore"] = kv_restore_figures(args.threads, args.kv_runs)
     figures["load_average_after"] = common.load_average()
-    common.save_results(args.results, "ttft_turns", figures)
+    common.save_results(args.results, args.key, figures)
 
 
 if __name__ == "__main__":

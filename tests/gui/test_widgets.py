@@ -253,3 +253,17 @@ def test_keyboard_shortcuts_reach_their_controls(qtbot, make_window):
     for widget in (window.composer.editor, window.composer.send_button, window.model_bar.switcher,
                    window.sidebar.search_box, window.sidebar.new_button, window.chat_view):
         assert widget.accessibleName(), widget
+
+
+def test_opening_a_long_chat_renders_only_the_messages_on_screen(qtbot, chat):
+    model, view = chat
+    model.set_messages([MessageView(id=n, role="user" if n % 2 else "assistant",
+                                    text=f"Message {n}\n\n- a point\n- another point") for n in range(1, 301)])
+    qtbot.waitExposed(view)
+    qtbot.waitUntil(lambda: view.verticalScrollBar().value() == view.verticalScrollBar().maximum())
+    QApplication.processEvents()
+    rendered = set(view._delegate._layouts)
+    assert 300 in rendered  # the newest message is on screen, drawn for real
+    assert len(rendered) < 40, f"{len(rendered)} of 300 messages were rendered"
+    last = view.visualRect(model.index(299))
+    assert view.viewport().rect().contains(last.center())
