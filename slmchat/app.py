@@ -57,6 +57,7 @@ def build_window(paths: Paths, app: object) -> object:
     from slmchat.gui import theme as themes
     from slmchat.gui.chat_view import ChatModel
     from slmchat.gui.controller import ChatController
+    from slmchat.gui.task_models import TaskModels
     from slmchat.gui.icons import app_icon
     from slmchat.gui.main_window import MainWindow
     from slmchat.gui.model_session import ModelSession
@@ -74,14 +75,17 @@ def build_window(paths: Paths, app: object) -> object:
     if settings.default_persona_id is not None:
         system_prompt = next((p.system_prompt for p in store.personas() if p.id == settings.default_persona_id), "")
     session = ModelSession(paths)
-    controller = ChatController(store, session, ChatModel(), settings.generation, system_prompt, paths.log_file)
+    library = ModelLibrary(paths)
+    tasks = TaskModels(library, paths, settings.n_threads)
+    controller = ChatController(store, session, ChatModel(), settings.generation, tasks, system_prompt,
+                                paths.log_file)
     first_run = not store.conversations() and not store.conversations(trashed=True)
     try:
         catalog = load_catalog()
     except SlmchatError as error:  # a damaged catalog must not stop the chat: log it, go on
         log.error("catalog unavailable: %s", error)
         catalog = None
-    window = MainWindow(controller, session, ModelLibrary(paths), paths, settings, preferences, catalog,
+    window = MainWindow(controller, session, library, paths, settings, preferences, catalog,
                         theme, first_run)
     if store.recovered_from is not None:
         window.notice.show_message(

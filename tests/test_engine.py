@@ -15,6 +15,7 @@ import llama_cpp
 import pytest
 
 from slmchat.core.engine import Engine
+from slmchat.core.engine_process import EngineClient
 from slmchat.core.errors import (
     ContextFull,
     ModelFileDamaged,
@@ -31,6 +32,7 @@ from slmchat.core.generation import (
     Role,
 )
 from slmchat.core.kv_state import KVStateStore, StateIdentity, model_identity
+from slmchat.paths import Paths
 
 GREEDY = GenerationSettings(temperature=0, max_tokens=100)
 SYSTEM = ChatMessage(Role.SYSTEM, "You are terse.")
@@ -74,6 +76,13 @@ def test_smollm2_chats_with_its_own_template(smollm2: Engine) -> None:
     assert "<|im_start|>" in (smollm2.info.chat_template or "")
     reply = smollm2.stream_chat([ASSISTANT_ROLE, user("What is the capital of France?")], GREEDY).read()
     assert "Paris" in reply
+
+
+def test_model_info_names_the_llama_cpp_build_for_the_about_page(smollm2: Engine) -> None:
+    extra = smollm2.info.extra
+    assert extra["llama_cpp_python"] == llama_cpp.__version__
+    assert extra["llama_build"] == llama_cpp.llama_print_system_info().decode().strip()
+    assert "CPU :" in extra["llama_build"]  # llama.cpp's own words for the backend it runs
 
 
 def test_prompt_matches_llama_cpps_own_rendering_of_the_template(smollm2: Engine) -> None:
@@ -149,6 +158,71 @@ def test_closing_a_reply_early_marks_it_stopped(smollm2: Engine) -> None:
     assert generation.text
 
 
+# --- continuing a stopped reply -----------------------------------------------------------------
+def detokenize(engine: Engine, tokens: list[int]) -> str:
+    """llama.cpp's own detokenizer (special tokens rendered): what the prompt says as text."""
+    vocab = llama_cpp.llama_model_get_vocab(engine._model)
+    array = (llama_cpp.llama_token * len(tokens))(*tokens)
+    buffer = ctypes.create_string_buffer(16 * len(tokens) + 16)
+    size = llama_cpp.llama_detokenize(vocab, array, len(tokens), buffer, len(buffer), False, True)
+    return buffer.raw[:size].decode()
+
+
+def test_a_stopped_reply_is_continued_from_its_text_not_started_anew(smollm2: Engine) -> None:
+    ask = [SYSTEM, user("Count from one to twenty in words.")]
+    partial = ChatMessage(Role.ASSISTANT, "One, two, three, four")
+    prompt = smollm2.fit(ask + [partial]).tokens
+    # The reply's opening as for a new answer, then its text as it stands: no end of turn.
+    opening = detokenize(smollm2, smollm2.fit(ask).tokens)
+    assert detokenize(smollm2, prompt) == opening + "One, two, three, four"
+    continued = smollm2.stream_chat(ask + [partial], GenerationSettings(max_tokens=8, temperature=0))
+    text = continued.read()
+    assert text.startswith(", five"), text  # new text only: the partial reply is not repeated
+
+
+def test_continuing_right_after_a_stop_evaluates_only_the_tokens_not_yet_cached(smollm2: Engine) -> None:
+    ask = [SYSTEM, user("Write a short story about a lighthouse keeper.")]
+    settings = GenerationSettings(max_tokens=40, temperature=0)
+    whole = smollm2.stream_chat(ask, settings).read()  # the same reply, never stopped
+
+    cancel = threading.Event()
+    stopped = smollm2.stream_chat(ask, settings, cancel)
+    for count, _piece in enumerate(stopped, start=1):
+        if count == 12:
+            cancel.set()
+    assert stopped.stats.finish_reason is FinishReason.STOPPED
+    # The last piece was sampled and shown but never decoded: the cache holds all the rest.
+    cached = stopped.stats.prompt_tokens + stopped.stats.completion_tokens - 1
+
+    rest = GenerationSettings(max_tokens=40 - stopped.stats.completion_tokens, temperature=0)
+    continued = smollm2.stream_chat(ask + [ChatMessage(Role.ASSISTANT, stopped.text)], rest)
+    continuation = continued.read()
+    evaluated_by_llama = smollm2.counters().prompt_evaluated  # llama_perf_context n_p_eval
+    assert evaluated_by_llama == continued.stats.prompt_tokens - cached == 1
+    assert continued.stats.prompt_reused == cached
+    assert stopped.text + continuation == whole  # greedy: as if it had never been stopped
+
+
+@pytest.mark.slow
+def test_a_stopped_reply_continues_through_the_engine_process(smollm2_path: Path, tmp_path: Path) -> None:
+    ask = [user("Write a short story about a lighthouse keeper.")]
+    settings = GenerationSettings(max_tokens=30, temperature=0)
+    config = EngineConfig(smollm2_path, n_ctx=512, n_threads=1)
+    with EngineClient(config, paths=Paths.at(tmp_path)) as client:
+        whole = client.stream_chat(ask, settings).read()
+        cancel = threading.Event()
+        stopped = client.stream_chat(ask, settings, cancel)
+        for count, _piece in enumerate(stopped, start=1):
+            if count == 10:
+                cancel.set()  # reaches the child a moment later: it may decode one more token
+        rest = GenerationSettings(max_tokens=30 - stopped.stats.completion_tokens, temperature=0)
+        continued = client.stream_chat(ask + [ChatMessage(Role.ASSISTANT, stopped.text)], rest)
+        continuation = continued.read()
+        # llama.cpp's own counter, read in the child: only the last token, for fresh logits.
+        assert client.call("counters").prompt_evaluated == continued.stats.prompt_evaluated == 1
+    assert stopped.text + continuation == whole
+
+
 # --- KV cache reuse ---------------------------------------------------------------------------
 def test_turn_two_evaluates_only_its_new_tokens(smollm2: Engine) -> None:
     history = [SYSTEM, user("What is the capital of France?")]
@@ -193,7 +267,12 @@ def test_a_conversation_left_and_resumed_is_restored_from_disk_not_evaluated_aga
         # llama_perf_context's n_p_eval: the snow conversation's cache was replaced by the saved one.
         assert engine.counters().prompt_evaluated == new_tokens == second.stats.prompt_evaluated
         assert second.stats.prompt_reused == second.stats.prompt_tokens - new_tokens
+        assert second.stats.prompt_restored == second.stats.prompt_reused  # all of it from disk
         assert len(list(tmp_path.glob("*.kv"))) == 2  # leaving "snow" saved it too
+        third = engine.stream_chat(france + [ChatMessage(Role.ASSISTANT, second.text), user("Bye.")],
+                                   GenerationSettings(max_tokens=4, temperature=0), session="france")
+        third.read()
+        assert third.stats.prompt_reused > 0 and third.stats.prompt_restored == 0  # kept in memory
 
 
 def test_a_state_saved_with_another_context_size_is_removed_not_restored(

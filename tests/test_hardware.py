@@ -3,6 +3,9 @@ calculation from the real GGUFs, and labels for machines we do not have (built b
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +81,48 @@ def test_detection_on_this_machine_reports_its_ram_cores_and_a_cpu_backend() -> 
     assert machine.physical_cores >= 1
     assert machine.backend is Backend.CPU and not machine.gpu_offload
     assert "CPU" in machine.backend_names  # llama.cpp's own word for its backend here
+
+
+def test_the_gui_way_of_detecting_leaves_llama_cpp_unloaded() -> None:
+    # A fresh interpreter: this test process imported llama_cpp long ago.
+    script = (
+        "import sys, json\n"
+        "from slmchat.core.hardware import detect_machine\n"
+        "machine = detect_machine(probe_backend=False)\n"
+        "print(json.dumps([machine.backend.value, list(machine.backend_names), 'llama_cpp' in sys.modules]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    backend, names, loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded is False
+    probed = hw.detect_machine()  # llama.cpp asked itself, in this process
+    assert backend == probed.backend.value
+    assert set(names) <= {*probed.backend_names, "BLAS", "RPC"} and "CPU" in names
+
+
+@pytest.mark.parametrize(
+    ("files", "names", "backend"),
+    [
+        (["libggml-base.so", "libggml-cpu.so", "libggml-cuda.so", "libllama.so"], ("CUDA", "CPU"), Backend.CUDA),
+        (["libggml-base.dylib", "libggml-metal.dylib", "libggml-cpu.dylib", "libggml-blas.dylib"],
+         ("Metal", "CPU", "BLAS"), Backend.METAL),
+        (["ggml-base.dll", "ggml-cpu.dll", "ggml-vulkan.dll", "llama.dll"], ("Vulkan", "CPU"), Backend.VULKAN),
+        (["libggml-base.so", "libggml-cpu.so", "libggml.so", "libmtmd.so"], ("CPU",), Backend.CPU),
+    ],
+)
+def test_llama_cpps_backend_is_read_from_its_library_files(
+        files: list[str], names: tuple[str, ...], backend: Backend) -> None:
+    assert hw.backend_from_library_files(files) == (backend, names)
+
+
+def test_a_loaded_engines_backend_refines_the_machine() -> None:
+    mac = Machine(total_ram=16 * GIB, available_ram=8 * GIB, physical_cores=8,
+                  gpus=(GPU("Apple GPU", vram_total=10 * GIB, unified=True),), backend_names=("CPU",))
+    assert not mac.gpu_offload
+    metal = hw.with_engine_backend(mac, "Metal")
+    assert metal.backend is Backend.METAL and metal.gpu_offload
+    assert metal.backend_names == ("Metal", "CPU")
+    assert hw.with_engine_backend(metal, "CPU").backend is Backend.CPU
 
 
 # --- the estimate against an independent calculation ----------------------------------------

@@ -20,8 +20,6 @@ from slmchat.core.generation import EngineConfig
 
 log = logging.getLogger(__name__)
 
-# ggml backends that run on the CPU side; anything else registered is an accelerator.
-_HOST_BACKENDS = frozenset({"CPU", "BLAS", "RPC"})
 # Room for Python, the pipe and allocator slack above the estimate before a child counts as a
 # runaway; the estimate itself is doubled, so only a real blow-up crosses the cap.
 _CAP_HEADROOM = 2 * hardware.GIB
@@ -106,7 +104,7 @@ def decide(config: EngineConfig, detected: Detected, shape: hardware.ModelShape)
     ("from the model" can mean gigabytes). Raises NotEnoughMemory when even the smallest
     context does not fit.
     """
-    accelerators = [name for name in detected.backends if name not in _HOST_BACKENDS]
+    accelerators = [name for name in detected.backends if name not in hardware.HOST_BACKENDS]
     offload = detected.gpu_offload and bool(accelerators)
     n_gpu_layers = config.n_gpu_layers if config.n_gpu_layers is not None else (-1 if offload else 0)
     if config.use_extra_bufts is not None:

@@ -149,6 +149,8 @@ class Engine:
             n_gpu_layers=self.resolved.n_gpu_layers,
             extra={
                 "use_extra_bufts": "on" if self.resolved.use_extra_bufts else "off",
+                "llama_build": _system_info(),
+                "llama_cpp_python": llama_cpp.__version__,
                 **({"template_problem": plain_text(gguf.template_problem, 300)} if gguf.template_problem else {}),
             },
         )
@@ -199,6 +201,16 @@ class Engine:
             tokens.insert(0, bos)
         return tokens
 
+    def _chat_tokens(self, chat_format: ChatFormat, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt's tokens. When the last message is the assistant's, it is a reply to
+        continue: the history before it with the generation prompt, then its text as it stands,
+        with no end of turn. Its text is tokenized on its own, as plain text, so the tokens
+        match those the interrupted reply generated and its KV entries are reused."""
+        if messages and _role(messages[-1]) == Role.ASSISTANT.value:
+            opening = self._prompt_tokens(chat_format.render(messages[:-1], add_generation_prompt=True))
+            return opening + self.tokenize(messages[-1].content, add_special=False, parse_special=False)
+        return self._prompt_tokens(chat_format.render(messages))
+
     # --- public API ---------------------------------------------------------------------------
     def stream_chat(
         self,
@@ -210,9 +222,14 @@ class Engine:
     ) -> Generation:
         """Reply to `messages` (the whole history, oldest first), streamed piece by piece.
 
+        When the last message is the assistant's (a reply that was stopped), the reply goes on
+        from its text instead of starting anew, and the pieces are only the continuation; right
+        after the stop, only the tokens not yet in the KV cache are evaluated.
+
         `session` names the conversation (e.g. its id): moving to another one saves this one's
         KV state to disk, and a conversation whose saved state starts its prompt is restored
-        from disk instead of evaluated again (`stats.prompt_reused` counts restored tokens).
+        from disk instead of evaluated again (`stats.prompt_reused` counts restored tokens,
+        and `stats.prompt_restored` how many of them came from disk).
         Raises NotAChatModel for base models and ContextFull when the history does not fit and
         the overflow policy is REFUSE; with TRIM the oldest turns go and `stats.dropped_messages`
         says how many.
@@ -275,18 +292,19 @@ class Engine:
             self._session = None
         forget_everywhere(self._states.folder, key)
 
-    def _switch_session(self, session: str | None, prompt: list[int]) -> None:
+    def _switch_session(self, session: str | None, prompt: list[int]) -> int:
         """Save the conversation being left; restore `session` from disk when that spares
-        more prompt evaluation than the cache in memory does."""
+        more prompt evaluation than the cache in memory does. Returns how many tokens were
+        restored (0: none)."""
         if session == self._session:
-            return
+            return 0
         self.save_session()
         self._session, self._state_on_disk = session, False
         if session is None:
-            return
+            return 0
         saved = self._states.load(session)
         if saved is None or _shared(saved.tokens, prompt) <= _shared(self._cached, prompt):
-            return
+            return 0
         started = time.perf_counter()
         llama_cpp.llama_memory_clear(self._memory, True)
         source = (ctypes.c_uint8 * len(saved.data)).from_buffer(saved.data)
@@ -294,11 +312,12 @@ class Engine:
             log.warning("llama.cpp refused the saved KV state of this conversation; evaluating")
             llama_cpp.llama_memory_clear(self._memory, True)
             self._cached = []
-            return
+            return 0
         self._cached = saved.tokens
         self._state_on_disk = True
         log.info("restored KV state of %d tokens in %.3f s", len(saved.tokens),
                  time.perf_counter() - started)
+        return len(saved.tokens)
 
     def close(self) -> None:
         """Save the current conversation's state, then free llama.cpp's context and model
@@ -340,7 +359,7 @@ class Engine:
 
         def keeping_from(first_kept: int) -> FittedChat:
             kept = head + messages[first_kept:]
-            return FittedChat(kept, self._prompt_tokens(chat_format.render(kept)), first_kept - start)
+            return FittedChat(kept, self._chat_tokens(chat_format, kept), first_kept - start)
 
         fitted = keeping_from(start)
         if len(fitted.tokens) <= budget:
@@ -447,7 +466,7 @@ class Engine:
         sampler = self._sampler(settings, prompt)
         first_token_at = 0.0
         try:
-            self._switch_session(session, prompt)  # timed: a restore is part of the wait
+            restored = self._switch_session(session, prompt)  # timed: a restore is part of the wait
             self._state_on_disk = False  # the cache changes from here on
             reused = self._reuse_prefix(prompt)
             llama_cpp.llama_perf_context_reset(ctx)
@@ -455,6 +474,7 @@ class Engine:
             llama_cpp.llama_synchronize(ctx)
             stats.prompt_evaluated = self.counters().prompt_evaluated if len(self._cached) > reused else 0
             stats.prompt_reused = reused
+            stats.prompt_restored = min(restored, reused)
             if not complete:
                 return
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -484,6 +504,9 @@ class Engine:
                 if status != 0:
                     raise EngineError(f"llama.cpp could not continue the reply (status {status}).")
                 self._cached.append(token)
+            # llama.cpp books a decode in its counters when it synchronizes: unbooked, a decode
+            # left running by a Stop would count as prompt evaluation of the next reply.
+            llama_cpp.llama_synchronize(ctx)
             tail = decoder.decode(b"", final=True)
             if tail:
                 yield tail
@@ -495,6 +518,12 @@ class Engine:
             if stats.completion_tokens > 1:
                 stats.decode_tokens_per_s = (stats.completion_tokens - 1) / max(
                     time.perf_counter() - first_token_at, 1e-9)
+
+
+def _system_info() -> str:
+    """llama.cpp's own line on its build: backends and the CPU features it uses (About page)."""
+    raw = llama_cpp.llama_print_system_info()
+    return (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip()
 
 
 def _shared(cached: Sequence[int], wanted: Sequence[int]) -> int:

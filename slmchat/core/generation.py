@@ -81,6 +81,7 @@ class GenerationStats:
     decode_tokens_per_s: float = 0.0
     dropped_messages: int = 0  # turns trimmed from the front to fit the context
     error: str = ""
+    prompt_restored: int = 0  # of prompt_reused, restored from the conversation's KV state on disk
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ measured RSS by `benchmarks/memory_estimate.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import importlib.util
 import logging
 import os
 import platform
@@ -20,6 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
@@ -435,11 +438,61 @@ def detect_llama_backend() -> tuple[Backend, tuple[str, ...]]:
     return backend_from_names(names, bool(llama_cpp.llama_supports_gpu_offload())), names
 
 
-def detect_machine() -> Machine:
-    """Look at this computer now (RAM changes as programs come and go: call it again)."""
+# ggml's backend libraries, as llama-cpp-python installs them ("libggml-cuda.so",
+# "ggml-vulkan.dll"), and the names ggml's registry gives those backends.
+_BACKEND_LIBRARY = re.compile(r"^(?:lib)?ggml-([a-z0-9]+)\.(?:so|dylib|dll)$", re.IGNORECASE)
+_LIBRARY_BACKEND_NAMES = {"cpu": "CPU", "cuda": "CUDA", "metal": "Metal", "vulkan": "Vulkan",
+                          "hip": "ROCm", "blas": "BLAS", "rpc": "RPC", "sycl": "SYCL",
+                          "opencl": "OpenCL", "musa": "MUSA", "cann": "CANN"}
+# ggml backends that run on the CPU side; anything else registered is an accelerator.
+HOST_BACKENDS = frozenset({"CPU", "BLAS", "RPC"})
+
+
+def backend_from_library_files(files: Sequence[str]) -> tuple[Backend, tuple[str, ...]]:
+    """The backend and backend names (accelerators first) that the file names of
+    llama-cpp-python's `lib` folder show it was built with."""
+    found = []
+    for name in files:
+        match = _BACKEND_LIBRARY.match(name)
+        if match and match.group(1).lower() in _LIBRARY_BACKEND_NAMES:
+            found.append(_LIBRARY_BACKEND_NAMES[match.group(1).lower()])
+    names = tuple(dict.fromkeys(sorted(found, key=lambda n: n in HOST_BACKENDS)))
+    accelerators = [n for n in names if n not in HOST_BACKENDS]
+    return backend_from_names(names, gpu_offload=bool(accelerators)), names
+
+
+def installed_llama_backend() -> tuple[Backend, tuple[str, ...]]:
+    """The backend the installed llama.cpp was built with, read from its library files
+    without loading them: the GUI process must not load llama.cpp (only the engine's child
+    does). A loaded engine's `ModelInfo.backend` is the authority: see `with_engine_backend`."""
+    spec = importlib.util.find_spec("llama_cpp")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return Backend.CPU, ()
+    folder = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    try:
+        return backend_from_library_files([entry.name for entry in folder.iterdir()])
+    except OSError:
+        return Backend.CPU, ()
+
+
+def with_engine_backend(machine: Machine, backend: str) -> Machine:
+    """`machine` with the backend a loaded engine reports (`ModelInfo.backend`: "CPU",
+    "CUDA", "Metal", ...), which llama.cpp itself chose in the engine's process."""
+    names = tuple(dict.fromkeys((backend, *machine.backend_names)))
+    return dataclasses.replace(
+        machine, backend=backend_from_names((backend,), gpu_offload=backend.upper() != "CPU"),
+        backend_names=names)
+
+
+def detect_machine(probe_backend: bool = True) -> Machine:
+    """Look at this computer now (RAM changes as programs come and go: call it again).
+
+    `probe_backend` asks llama.cpp itself what it was built with, which loads llama.cpp into
+    this process; the GUI passes False and gets the backend from the library files instead.
+    """
     memory = psutil.virtual_memory()
     system, arch = platform.system(), platform.machine()
-    backend, names = detect_llama_backend()
+    backend, names = detect_llama_backend() if probe_backend else installed_llama_backend()
     gpus: tuple[GPU, ...] = _nvidia_gpus()
     if system == "Darwin" and arch == "arm64":
         gpus = (GPU(name="Apple GPU", vram_total=apple_gpu_budget(memory.total), unified=True),)

@@ -19,6 +19,7 @@ from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     QPointF,
     QRectF,
     QSize,
@@ -36,7 +37,14 @@ from PySide6.QtGui import (
     QPalette,
     QTextDocument,
 )
-from PySide6.QtWidgets import QAbstractItemView, QListView, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QMenu,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
 
 from slmchat.gui import markdown
 from slmchat.gui.theme import Theme
@@ -59,6 +67,7 @@ class Action(str, enum.Enum):
     PREVIOUS = "previous"
     NEXT = "next"
     LINK = "link"
+    SENTIMENT = "sentiment"
 
 
 _ENDINGS = {
@@ -386,6 +395,9 @@ class ChatView(QListView):
         self.setUniformItemSizes(False)
         self.setMouseTracking(True)
         self._follow = True
+        self.sentiment_available = False  # a classifier model is in the library
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
         self.verticalScrollBar().rangeChanged.connect(self._keep_following)
         self.verticalScrollBar().valueChanged.connect(self._user_scrolled)
         model.dataChanged.connect(self._row_changed)
@@ -445,6 +457,22 @@ class ChatView(QListView):
         if anchor and event.button() == Qt.MouseButton.LeftButton:
             self.trigger(row, anchor)
         super().mouseReleaseEvent(event)
+
+    def message_menu(self, row: int) -> QMenu:
+        """The right-click menu of a message: Copy, and Sentiment when a classifier is there."""
+        menu = QMenu(self)
+        entries = [("Copy", Action.COPY)]
+        if self.sentiment_available:
+            entries.append(("Sentiment", Action.SENTIMENT))
+        for label, action in entries:
+            menu.addAction(label).triggered.connect(
+                lambda _checked=False, value=action.value: self.action.emit(row, value, ""))
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if index.isValid():
+            self.message_menu(index.row()).popup(self.viewport().mapToGlobal(pos))
 
     def trigger(self, row: int, anchor: str) -> None:
         """Act on a link of row `row` as if clicked (also what tests call)."""

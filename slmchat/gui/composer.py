@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -16,6 +17,14 @@ from PySide6.QtWidgets import (
 )
 
 MAX_VISIBLE_LINES = 8
+# What a T5 model is offered for: (label, task kind, target language). flan-t5 was trained to
+# translate English into these three.
+TEXT_TASKS = (
+    ("Translate to German", "translate", "German"),
+    ("Translate to French", "translate", "French"),
+    ("Translate to Romanian", "translate", "Romanian"),
+    ("Summarize", "summarize", ""),
+)
 
 
 class _Editor(QPlainTextEdit):
@@ -80,10 +89,17 @@ class Composer(QFrame):
 
         row = QHBoxLayout()
         row.setSpacing(8)
+        self.task_picker = QComboBox()
+        self.task_picker.setAccessibleName("Task")
+        self.task_picker.setToolTip("What the model does with your text")
+        for label, kind, target in TEXT_TASKS:
+            self.task_picker.addItem(label, (kind, target))
+        self.task_picker.hide()
+        row.addWidget(self.task_picker)
         row.addStretch(1)
         self.gauge = QProgressBar()
         self.gauge.setObjectName("ContextGauge")
-        self.gauge.setAccessibleName("How full the conversation memory is")
+        self.gauge.setAccessibleName("How much of the model's short-term memory this chat uses")
         self.gauge.setTextVisible(False)
         self.gauge.setFixedWidth(90)
         self.gauge_label = QLabel()
@@ -102,8 +118,21 @@ class Composer(QFrame):
         row.addWidget(self.send_button)
         row.addWidget(self.stop_button)
         layout.addLayout(row)
-        self.editor.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter for a new line)")
+        self.show_tasks(False)
         self.set_context_usage(0, 0)
+
+    def show_tasks(self, shown: bool) -> None:
+        """A text-task model (T5) answers: the picker replaces the chat's context gauge."""
+        self.task_picker.setVisible(shown)
+        self.editor.setPlaceholderText(
+            "Text to translate or summarize…  (Enter runs it)" if shown
+            else "Message the model…  (Enter sends, Shift+Enter for a new line)")
+        if shown:
+            self.set_context_usage(0, 0)
+
+    def task(self) -> tuple[str, str] | None:
+        """The chosen (task kind, target language), or None when chatting."""
+        return self.task_picker.currentData() if self.task_picker.isVisibleTo(self) else None
 
     def set_busy(self, busy: bool) -> None:
         """While a reply streams, Send becomes Stop (the text box stays usable for drafting)."""
@@ -118,9 +147,10 @@ class Composer(QFrame):
             return
         percent = min(100, round(100 * used_tokens / context_tokens))
         self.gauge.setValue(percent)
-        self.gauge_label.setText(f"Memory {percent}%")
+        self.gauge_label.setText(f"Context {percent}%")
         tip = (
-            f"This conversation uses {used_tokens:,} of the model's {context_tokens:,} tokens of memory. "
+            "How much of the model's short-term memory this chat uses: "
+            f"{used_tokens:,} of {context_tokens:,} tokens (pieces of words). "
             "When it is full, the oldest messages are left out."
         )
         self.gauge.setToolTip(tip)

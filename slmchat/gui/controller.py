@@ -19,15 +19,19 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from slmchat.core.chat_session import Checkpointer, history_for_engine
+from slmchat.core.chat_session import Checkpointer, history_for_engine, session_key
 from slmchat.core.errors import EngineCrashed, EngineHung
 from slmchat.core.generation import ChatMessage, FinishReason, GenerationSettings, GenerationStats, Role
 from slmchat.core.store import Store
+from slmchat.core.library import LibraryModel
 from slmchat.core.store_records import Conversation, Message, MessageStatus
+from slmchat.core.tasks import Capability, Classification, Seq2SeqResult
 from slmchat.gui.chat_view import ChatModel, MessageView
 from slmchat.gui.model_session import ModelSession
 from slmchat.gui.notices import user_message
 from slmchat.gui.sidebar import HIGHLIGHT
+from slmchat.gui.semantic_index import SemanticIndex
+from slmchat.gui.task_models import TaskModels
 from slmchat.gui.workers import GenerationWorker, run_task
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ class ChatController(QObject):
     search_results = Signal(str, list)  # query, list[SearchHit]
     completion_text = Signal(str)  # pieces of a "Continue my text" run
     completion_finished = Signal()
+    sentiment = Signal(str)  # a message's sentiment, said for people
 
     def __init__(
         self,
@@ -93,6 +98,7 @@ class ChatController(QObject):
         session: ModelSession,
         chat_model: ChatModel,
         default_settings: GenerationSettings,
+        tasks: TaskModels,
         default_system_prompt: str = "",
         log_file: Path | None = None,
         parent: QObject | None = None,
@@ -105,6 +111,10 @@ class ChatController(QObject):
         self.default_system_prompt = default_system_prompt
         self.log_file = log_file
         self.conversation_id: int | None = None
+        self.tasks = tasks
+        self.task_model: LibraryModel | None = None  # a T5 answers instead of the chat engine
+        self._task_cancel: threading.Event | None = None  # the text task in flight
+        self.meaning = SemanticIndex(store, tasks, self)
         self.worker = GenerationWorker()
         self.worker.pieces.connect(self._on_pieces)
         self.worker.finished.connect(self._on_finished)
@@ -117,7 +127,8 @@ class ChatController(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._active is not None or self._waiting_for_model is not None
+        return (self._active is not None or self._waiting_for_model is not None
+                or self._task_cancel is not None)
 
     def shut_down(self) -> None:
         self.stop()
@@ -176,9 +187,14 @@ class ChatController(QObject):
             self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, settings=settings)
 
     # --- search (on a worker, with its own read-only connection) ---------------------------
-    def search(self, text: str) -> None:
+    def search(self, text: str, by_meaning: bool = False) -> None:
+        """Full-text search, or by meaning (cosine over the embedding model's vectors)."""
         if not text:
             self.search_results.emit(text, [])
+            return
+        if by_meaning and self.meaning.available:
+            self.meaning.search(text, SEARCH_LIMIT, lambda hits: self.search_results.emit(text, hits),
+                                lambda error: self.error.emit(user_message(error, self.log_file)))
             return
         reader = self.store.reader()
 
@@ -190,6 +206,20 @@ class ChatController(QObject):
 
         run_task(work, lambda hits: self.search_results.emit(text, hits),
                  lambda error: self.error.emit(user_message(error, self.log_file)))
+
+    # --- sentiment -----------------------------------------------------------------------
+    def classify(self, text: str) -> None:
+        """The sentiment of `text` from the library's classifier, said through `sentiment`."""
+        model = self.tasks.capable(Capability.CLASSIFY)
+        if model is None or not text.strip():
+            return
+
+        def said(verdict: Classification) -> None:
+            score = verdict.scores[verdict.label]
+            self.sentiment.emit(f"Sentiment: {verdict.label.capitalize()} ({score:.0%} sure)")
+
+        self.tasks.call(Capability.CLASSIFY, model, lambda client: client.classify([text])[0], said,
+                        lambda error: self.error.emit(user_message(error, self.log_file)))
 
     # --- chatting ------------------------------------------------------------------------
     def send(self, text: str) -> None:
@@ -251,11 +281,54 @@ class ChatController(QObject):
         if waiting is not None:  # it never started: end it as stopped, keeping the database right
             waiting.on_done(GenerationStats(finish_reason=FinishReason.STOPPED))
             self.busy_changed.emit(False)
+        if self._task_cancel is not None:
+            self._task_cancel.set()  # the task ends at its next token, with the text so far
         if self._active is not None:
             self._active.cancel.set()
             engine = self.session.engine
             if engine is not None:
                 engine.cancel()
+
+    def run_text_task(self, text: str, kind: str, target: str = "") -> None:
+        """Translate or summarize `text` with the T5 model; stored as a question and its reply."""
+        model = self.task_model
+        if self.busy or model is None:
+            return
+        if self.conversation_id is None:
+            conversation = self.store.new_conversation(model=model.id)
+            self.conversation_id = conversation.id
+            self.conversation_opened.emit(conversation)
+        self.store.add_user_message(self.conversation_id, text)
+        reply = self.store.start_reply(self.conversation_id, model=model.path.stem)
+        self._show()
+        self.conversations_changed.emit()
+        row = self.chat_model.rowCount() - 1
+        checkpointer = Checkpointer(self.store, reply.id)
+        cancel = self._task_cancel = threading.Event()
+        max_tokens = self._settings().max_tokens
+        self.busy_changed.emit(True)
+
+        def use(client: Any) -> Seq2SeqResult:
+            return client.run(kind, text, max_tokens=max_tokens, target=target or "German", cancel=cancel)
+
+        def done(result: Seq2SeqResult) -> None:
+            checkpointer.append(result.text)
+            self._end_text_task(row, checkpointer, GenerationStats(
+                finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.generated))
+
+        def failed(error: Exception) -> None:
+            text = user_message(error, self.log_file)
+            self._end_text_task(row, checkpointer, GenerationStats(finish_reason=FinishReason.ERROR, error=text))
+            self.error.emit(text)
+
+        capability = Capability.TRANSLATE if kind == "translate" else Capability.SUMMARIZE
+        self.tasks.call(capability, model, use, done, failed)
+
+    def _end_text_task(self, row: int, checkpointer: Checkpointer, stats: GenerationStats) -> None:
+        self._task_cancel = None
+        self._finish_reply(row, checkpointer, stats)
+        self.busy_changed.emit(False)
 
     def complete(self, text: str) -> None:
         """"Continue my text" with a model that has no chat format; nothing is stored."""
@@ -284,7 +357,10 @@ class ChatController(QObject):
         self.context_usage.emit(used, self._context_size())
 
     def _context_size(self) -> int:
-        return self.session.info.n_ctx if self.session.info else 0
+        """0 hides the gauge: a text task (T5) keeps no conversation in the model's memory."""
+        if self.task_model is not None or self.session.info is None:
+            return 0
+        return self.session.info.n_ctx
 
     def _model_name(self) -> str:
         """The name the user knows the model by (the switcher's), stored with each reply."""
@@ -333,7 +409,7 @@ class ChatController(QObject):
                 text += " The model will start again when you send your next message."
             self.error.emit(text)
 
-        session = str(reply.conversation_id)  # the engine keeps this chat's KV state on disk
+        session = session_key(reply.conversation_id)  # the engine keeps this chat's KV state on disk
 
         def start(cancel: threading.Event) -> Any:
             return self.session.engine.stream_chat(history, settings, cancel, session=session)
@@ -352,6 +428,7 @@ class ChatController(QObject):
             )
         if stats.prompt_tokens:
             self.context_usage.emit(stats.prompt_tokens + stats.completion_tokens, self._context_size())
+        self.meaning.update()
         if stats.dropped_messages:
             self.notice.emit(
                 f"The conversation is longer than the model can hold, so its {stats.dropped_messages} "

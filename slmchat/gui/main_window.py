@@ -24,6 +24,7 @@ from slmchat.core.generation import EngineConfig, ModelInfo
 from slmchat.core.hub import DownloadProgress
 from slmchat.core.hardware import Backend, Machine
 from slmchat.core.library import LibraryModel, ModelLibrary
+from slmchat.core.tasks import Capability
 from slmchat.gui.chat_view import Action, ChatView
 from slmchat.gui.completion_pad import CompletionPad
 from slmchat.gui.composer import Composer
@@ -36,8 +37,10 @@ from slmchat.gui.model_session import LoadRequest, ModelSession
 from slmchat.gui.preferences import Preferences
 from slmchat.gui.notices import NoticeBar, Toast, user_message
 from slmchat.gui.sidebar import Sidebar
+from slmchat.gui.task_models import roles
 from slmchat.gui import theme as themes
 from slmchat.gui.theme import Theme
+from slmchat.gui.trash import Trash, TrashDialog
 from slmchat.gui.welcome import Recommendation, Welcome
 from slmchat.paths import Paths
 from slmchat.settings import Settings
@@ -45,6 +48,9 @@ from slmchat.settings import Settings
 log = logging.getLogger(__name__)
 
 COMPOSER_MAX_WIDTH = 800
+# Roles a model answers the composer with; embedding and classifier models serve search and
+# Sentiment instead, so the switcher does not list them.
+ANSWERS = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.TRANSLATE})
 
 
 class MainWindow(QMainWindow):
@@ -74,6 +80,7 @@ class MainWindow(QMainWindow):
         self.machine: Machine | None = None
         self._recommended: tuple[DownloadKey, Recommendation] | None = None
         self.downloads = Downloads(library, paths, self)
+        self.trash = Trash(controller.store, session, self)
         self.setWindowTitle("slmchat")
         self.resize(1180, 780)
         self.setMinimumSize(760, 520)
@@ -149,6 +156,8 @@ class MainWindow(QMainWindow):
         self.sidebar.rename_requested.connect(self._rename)
         self.sidebar.pin_requested.connect(c.set_pinned)
         self.sidebar.delete_requested.connect(self._delete)
+        self.sidebar.trash_requested.connect(self.open_trash)
+        self.trash.changed.connect(self.refresh_conversations)
         self.composer.submitted.connect(self._submit)
         self.composer.stop_requested.connect(c.stop)
         self.completion_pad.continue_requested.connect(c.complete)
@@ -174,6 +183,7 @@ class MainWindow(QMainWindow):
         c.context_usage.connect(self.composer.set_context_usage)
         c.search_results.connect(self._search_results)
         c.completion_text.connect(self.completion_pad.append)
+        c.sentiment.connect(self.toast.show_message)
         c.chat_model.rowsInserted.connect(self._show_chat_page)
         c.chat_model.modelReset.connect(self._show_chat_page)
 
@@ -211,7 +221,8 @@ class MainWindow(QMainWindow):
         self._show_chat_page()
 
     def _show_chat_page(self) -> None:
-        if self.session.info is not None and not self.session.info.is_chat:
+        text_task = self.controller.task_model is not None
+        if not text_task and self.session.info is not None and not self.session.info.is_chat:
             self.chat_stack.setCurrentWidget(self.completion_pad)
             self.composer.hide()
             return
@@ -226,7 +237,7 @@ class MainWindow(QMainWindow):
 
     def _search(self, text: str) -> None:
         if text:
-            self.controller.search(text)
+            self.controller.search(text, self.sidebar.by_meaning())
         else:
             self.refresh_conversations()
 
@@ -248,7 +259,10 @@ class MainWindow(QMainWindow):
     def _submit(self, text: str) -> None:
         editing = self.composer.editing
         self.composer.cancel_edit()
-        if editing is not None:
+        task = self.composer.task()
+        if task is not None:
+            self.controller.run_text_task(text, *task)
+        elif editing is not None:
             self.controller.edit_and_resend(editing, text)
         else:
             self.controller.send(text)
@@ -273,17 +287,29 @@ class MainWindow(QMainWindow):
             self.composer.begin_edit(message.id, message.text)
         elif action in (Action.PREVIOUS.value, Action.NEXT.value):
             self.controller.switch_branch(message.id, -1 if action == Action.PREVIOUS.value else 1)
+        elif action == Action.SENTIMENT.value:
+            self.controller.classify(message.text)
         elif action == Action.LINK.value:
             QDesktopServices.openUrl(QUrl(argument))
 
     # --- models --------------------------------------------------------------------------
     def refresh_models(self) -> None:
-        models = self.library.list()
+        everything = self.library.list()
+        self._offer_task_roles(everything)
+        models = [m for m in everything if m.info is None or roles(m) & ANSWERS]
         n_ctx = self.preferences.context_size
         current = self.session.request.model_id if self.session.request else None
         self.model_bar.set_models(model_choices(models, self.machine, n_ctx, self.catalog), current)
         starter = next((m for m in models if m.source.value == "starter" and m.usable), None)
         self.welcome.set_starter(display_name(starter, self.catalog) if starter else None)
+
+    def _offer_task_roles(self, models: list[LibraryModel]) -> None:
+        """Search by meaning and Sentiment appear once the library has a model for them."""
+        tasks = self.controller.tasks
+        tasks.refresh(models)
+        self.sidebar.set_meaning_available(tasks.capable(Capability.EMBED) is not None)
+        self.chat_view.sentiment_available = tasks.capable(Capability.CLASSIFY) is not None
+        self.controller.meaning.update()
 
     def engine_config(self, model: LibraryModel) -> EngineConfig:
         return EngineConfig(
@@ -349,6 +375,13 @@ class MainWindow(QMainWindow):
             return
         self.controller.stop()
         self.model_bar.select(model_id)
+        text_task = Capability.TRANSLATE in roles(model)
+        self.controller.task_model = model if text_task else None
+        self.composer.show_tasks(text_task)
+        self._show_chat_page()
+        if text_task:  # started in its own process on first use, by the controller's task models
+            self.model_bar.set_ready("CPU", f"{display_name(model, self.catalog)}: translates and summarizes")
+            return
         self.session.load(LoadRequest(model.id, display_name(model, self.catalog), self.engine_config(model)))
         self.controller.set_conversation_model(model.id)
 
@@ -402,6 +435,9 @@ class MainWindow(QMainWindow):
 
         open_settings(self)
 
+    def open_trash(self) -> None:
+        TrashDialog(self.trash, self).exec()
+
     def open_about(self) -> None:
         from slmchat.gui.about import AboutDialog
 
@@ -417,5 +453,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.downloads.cancel_all()
         self.controller.shut_down()
+        self.controller.tasks.close()
+        if self.trash.purge_pending:  # deleted words must not outlive the app in the file
+            self.trash.purge_now()
         self.session.close()
         super().closeEvent(event)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from PySide6.QtCore import QPoint, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFrame,
     QLabel,
     QLineEdit,
@@ -55,6 +56,7 @@ class Sidebar(QFrame):
     rename_requested = Signal(int)
     pin_requested = Signal(int, bool)
     delete_requested = Signal(int)
+    trash_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -81,6 +83,12 @@ class Sidebar(QFrame):
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._search_timer.timeout.connect(lambda: self.search_changed.emit(self.search_text()))
         self.search_box.textChanged.connect(lambda _text: self._search_timer.start())
+        self.meaning_toggle = QCheckBox("By meaning")
+        self.meaning_toggle.setAccessibleName("Search by meaning")
+        self.meaning_toggle.setToolTip("Find messages about the same thing, even in other words")
+        self.meaning_toggle.toggled.connect(lambda _on: self._search_timer.start())
+        self.meaning_toggle.hide()
+        layout.addWidget(self.meaning_toggle)
 
         self.list = QListWidget()
         self.list.setObjectName("ConversationList")
@@ -99,10 +107,27 @@ class Sidebar(QFrame):
         layout.addWidget(self.empty_label)
         self.empty_label.hide()
         layout.addWidget(self.list, 1)
+
+        self.trash_button = QPushButton("Trash")
+        self.trash_button.setFlat(True)
+        self.trash_button.setAccessibleName("Trash")
+        self.trash_button.setToolTip("Deleted chats: restore them or delete them forever")
+        self.trash_button.clicked.connect(self.trash_requested)
+        layout.addWidget(self.trash_button, 0, Qt.AlignmentFlag.AlignLeft)
         self._pinned: dict[int, bool] = {}
 
     def search_text(self) -> str:
         return self.search_box.text().strip()
+
+    def by_meaning(self) -> bool:
+        return self.meaning_toggle.isChecked() and not self.meaning_toggle.isHidden()
+
+    def set_meaning_available(self, available: bool) -> None:
+        """Offer "By meaning" only when an embedding model is in the library; full-text stays
+        the default."""
+        self.meaning_toggle.setVisible(available)
+        if not available:
+            self.meaning_toggle.setChecked(False)
 
     # --- filling ---------------------------------------------------------------------------
     def _header(self, text: str) -> None:

@@ -132,12 +132,14 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot):
     assert composer.editor.toPlainText() == ""
 
 
-def test_the_context_gauge_says_how_full_the_memory_is(qtbot):
+def test_the_context_gauge_says_how_much_of_the_models_short_term_memory_the_chat_uses(qtbot):
     composer = Composer()
     qtbot.addWidget(composer)
     composer.set_context_usage(1024, 4096)
     assert composer.gauge.value() == 25
-    assert "1,024 of the model's 4,096" in composer.gauge.toolTip()
+    assert composer.gauge_label.text() == "Context 25%"
+    assert "short-term memory" in composer.gauge.toolTip()
+    assert "1,024 of 4,096 tokens" in composer.gauge.toolTip()
 
 
 # --- the sidebar ------------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""The trash: restore a deleted chat, or delete it for good — leaving no trace on disk.
+
+Deleting for good removes the rows (`Store.delete_forever` / `empty_trash`), the model's saved
+memory of the chat (its KV state files) and then, a moment later, rewrites the database so the
+words are gone from the file's bytes too (`Store.purge`: VACUUM and an emptied WAL). The rewrite
+is coalesced on a short timer rather than run per click: several deletions cost one rewrite.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slmchat.core.chat_session import session_key
+from slmchat.core.kv_state import forget_everywhere
+from slmchat.core.store import Store
+from slmchat.core.store_records import Conversation
+from slmchat.gui.model_session import ModelSession
+
+log = logging.getLogger(__name__)
+
+PURGE_DELAY_MS = 1500  # after the last deletion; a busy reader (a search) makes it try again
+_CONVERSATION = Qt.ItemDataRole.UserRole + 1
+
+
+class Trash(QObject):
+    """What the trash does; the dialog only shows it."""
+
+    changed = Signal()
+
+    def __init__(self, store: Store, session: ModelSession, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.session = session
+        self._purge_timer = QTimer(self, singleShot=True, interval=PURGE_DELAY_MS)
+        self._purge_timer.timeout.connect(self.purge_now)
+
+    @property
+    def purge_pending(self) -> bool:
+        return self._purge_timer.isActive()
+
+    def conversations(self) -> list[Conversation]:
+        return self.store.conversations(trashed=True)
+
+    def restore(self, conversation_id: int) -> None:
+        self.store.restore(conversation_id)
+        self.changed.emit()
+
+    def delete_forever(self, conversation_id: int) -> None:
+        self.store.delete_forever(conversation_id)
+        self._forget_saved_state(conversation_id)
+        self._deleted()
+
+    def empty(self) -> int:
+        ids = [conversation.id for conversation in self.conversations()]
+        count = self.store.empty_trash()
+        for conversation_id in ids:
+            self._forget_saved_state(conversation_id)
+        self._deleted()
+        return count
+
+    def purge_now(self) -> None:
+        """Rewrite the database now; called by the timer, and at exit when one is pending."""
+        self._purge_timer.stop()
+        if not self.store.purge():
+            log.info("a reader kept the write-ahead log busy; purging again shortly")
+            self._purge_timer.start()
+
+    def _forget_saved_state(self, conversation_id: int) -> None:
+        """The engine's saved memory of the chat goes too: through the loaded engine (so it
+        never writes it back), else straight from the folder."""
+        key = session_key(conversation_id)
+        engine = self.session.engine
+        if engine is not None:
+            engine.forget_session(key)
+        else:
+            forget_everywhere(self.session.paths.kv_states, key)
+
+    def _deleted(self) -> None:
+        self._purge_timer.start()
+        self.changed.emit()
+
+
+class TrashDialog(QDialog):
+    """Lists deleted chats with Restore, Delete forever and Empty trash."""
+
+    def __init__(self, trash: Trash, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.trash = trash
+        self.setWindowTitle("Trash")
+        self.setMinimumSize(440, 360)
+        layout = QVBoxLayout(self)
+        intro = QLabel("Deleted chats stay here until you delete them forever.")
+        intro.setWordWrap(True)
+        intro.setProperty("role", "muted")
+        layout.addWidget(intro)
+        self.list = QListWidget()
+        self.list.setAccessibleName("Deleted chats")
+        layout.addWidget(self.list, 1)
+        self.empty_label = QLabel("The trash is empty.")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setProperty("role", "muted")
+        layout.addWidget(self.empty_label)
+
+        buttons = QHBoxLayout()
+        self.restore_button = QPushButton("Restore")
+        self.delete_button = QPushButton("Delete forever")
+        self.empty_button = QPushButton("Empty trash")
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        for button in (self.restore_button, self.delete_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.empty_button)
+        buttons.addWidget(close)
+        layout.addLayout(buttons)
+
+        self.restore_button.clicked.connect(self._restore)
+        self.delete_button.clicked.connect(self._delete)
+        self.empty_button.clicked.connect(self._empty)
+        self.list.currentItemChanged.connect(lambda *_: self._enable())
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.list.clear()
+        for conversation in self.trash.conversations():
+            item = QListWidgetItem(conversation.title or "New chat")
+            item.setData(_CONVERSATION, conversation.id)
+            self.list.addItem(item)
+        if self.list.count():
+            self.list.setCurrentRow(0)
+        self.empty_label.setVisible(self.list.count() == 0)
+        self.empty_button.setEnabled(self.list.count() > 0)
+        self._enable()
+
+    def _selected(self) -> int | None:
+        item = self.list.currentItem()
+        return item.data(_CONVERSATION) if item is not None else None
+
+    def _enable(self) -> None:
+        chosen = self._selected() is not None
+        self.restore_button.setEnabled(chosen)
+        self.delete_button.setEnabled(chosen)
+
+    def _confirm(self, question: str) -> bool:
+        answer = QMessageBox.question(self, "Delete forever", question + " This can't be undone.")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _restore(self) -> None:
+        conversation_id = self._selected()
+        if conversation_id is not None:
+            self.trash.restore(conversation_id)
+            self.refresh()
+
+    def _delete(self) -> None:
+        conversation_id = self._selected()
+        if conversation_id is not None and self._confirm(f"Delete “{self.list.currentItem().text()}” forever?"):
+            self.trash.delete_forever(conversation_id)
+            self.refresh()
+
+    def _empty(self) -> None:
+        if self._confirm(f"Delete all {self.list.count()} chats in the trash forever?"):
+            self.trash.empty()
+            self.refresh()
