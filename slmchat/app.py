@@ -57,19 +57,17 @@ def build_window(paths: Paths, app: object) -> object:
     from slmchat.gui import theme as themes
     from slmchat.gui.chat_view import ChatModel
     from slmchat.gui.controller import ChatController
-    from slmchat.gui.task_models import TaskModels
     from slmchat.gui.icons import app_icon
     from slmchat.gui.main_window import MainWindow
     from slmchat.gui.model_session import ModelSession
-    from slmchat.gui.preferences import Preferences
+    from slmchat.gui.task_models import TaskModels
     from slmchat.settings import load_settings
 
     QGuiApplication.setWindowIcon(app_icon())
     store = Store(paths.database)
     settings = load_settings(store)
-    preferences = Preferences.load(store)
     theme = themes.resolve(settings.theme)
-    themes.apply(app, theme, preferences.font_size)
+    themes.apply(app, theme, settings.font_size)
 
     system_prompt = ""
     if settings.default_persona_id is not None:
@@ -85,7 +83,7 @@ def build_window(paths: Paths, app: object) -> object:
     except SlmchatError as error:  # a damaged catalog must not stop the chat: log it, go on
         log.error("catalog unavailable: %s", error)
         catalog = None
-    window = MainWindow(controller, session, library, paths, settings, preferences, catalog,
+    window = MainWindow(controller, session, library, paths, settings, catalog,
                         theme, first_run)
     if store.recovered_from is not None:
         window.notice.show_message(

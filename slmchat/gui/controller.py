@@ -21,16 +21,22 @@ from PySide6.QtCore import QObject, Signal
 
 from slmchat.core.chat_session import Checkpointer, history_for_engine, session_key
 from slmchat.core.errors import EngineCrashed, EngineHung
-from slmchat.core.generation import ChatMessage, FinishReason, GenerationSettings, GenerationStats, Role
-from slmchat.core.store import Store
+from slmchat.core.generation import (
+    ChatMessage,
+    FinishReason,
+    GenerationSettings,
+    GenerationStats,
+    Role,
+)
 from slmchat.core.library import LibraryModel
+from slmchat.core.store import Store
 from slmchat.core.store_records import Conversation, Message, MessageStatus
 from slmchat.core.tasks import Capability, Classification, Seq2SeqResult
 from slmchat.gui.chat_view import ChatModel, MessageView
 from slmchat.gui.model_session import ModelSession
 from slmchat.gui.notices import user_message
-from slmchat.gui.sidebar import HIGHLIGHT
 from slmchat.gui.semantic_index import SemanticIndex
+from slmchat.gui.sidebar import HIGHLIGHT
 from slmchat.gui.task_models import TaskModels
 from slmchat.gui.workers import GenerationWorker, run_task
 

@@ -7,11 +7,19 @@ It holds no rules of its own: user intent goes to `ChatController` (conversation
 from __future__ import annotations
 
 import logging
+
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QCloseEvent, QDesktopServices, QGuiApplication, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDesktopServices,
+    QGuiApplication,
+    QKeySequence,
+    QResizeEvent,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
-    QHBoxLayout,
     QApplication,
+    QHBoxLayout,
     QInputDialog,
     QMainWindow,
     QStackedWidget,
@@ -21,24 +29,23 @@ from PySide6.QtWidgets import (
 
 from slmchat.core.catalog import Catalog
 from slmchat.core.generation import EngineConfig, ModelInfo
-from slmchat.core.hub import DownloadProgress
 from slmchat.core.hardware import Backend, Machine
+from slmchat.core.hub import DownloadProgress
 from slmchat.core.library import LibraryModel, ModelLibrary
 from slmchat.core.tasks import Capability
+from slmchat.gui import theme as themes
 from slmchat.gui.chat_view import Action, ChatView
 from slmchat.gui.completion_pad import CompletionPad
 from slmchat.gui.composer import Composer
-from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress
 from slmchat.gui.controller import ChatController
+from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress
 from slmchat.gui.empty_state import EmptyState
 from slmchat.gui.model_bar import ModelBar
 from slmchat.gui.model_choices import display_name, model_choices, recommendation
 from slmchat.gui.model_session import LoadRequest, ModelSession
-from slmchat.gui.preferences import Preferences
 from slmchat.gui.notices import NoticeBar, Toast, user_message
 from slmchat.gui.sidebar import Sidebar
 from slmchat.gui.task_models import roles
-from slmchat.gui import theme as themes
 from slmchat.gui.theme import Theme
 from slmchat.gui.trash import Trash, TrashDialog
 from slmchat.gui.welcome import Recommendation, Welcome
@@ -63,7 +70,6 @@ class MainWindow(QMainWindow):
         library: ModelLibrary,
         paths: Paths,
         settings: Settings,
-        preferences: Preferences,
         catalog: Catalog | None,
         theme: Theme,
         first_run: bool,
@@ -74,7 +80,6 @@ class MainWindow(QMainWindow):
         self.library = library
         self.paths = paths
         self.settings = settings
-        self.preferences = preferences
         self.catalog = catalog
         self.theme = theme
         self.machine: Machine | None = None
@@ -297,7 +302,7 @@ class MainWindow(QMainWindow):
         everything = self.library.list()
         self._offer_task_roles(everything)
         models = [m for m in everything if m.info is None or roles(m) & ANSWERS]
-        n_ctx = self.preferences.context_size
+        n_ctx = self.settings.context_size
         current = self.session.request.model_id if self.session.request else None
         self.model_bar.set_models(model_choices(models, self.machine, n_ctx, self.catalog), current)
         starter = next((m for m in models if m.source.value == "starter" and m.usable), None)
@@ -314,10 +319,10 @@ class MainWindow(QMainWindow):
     def engine_config(self, model: LibraryModel) -> EngineConfig:
         return EngineConfig(
             model_path=model.path,
-            n_ctx=self.preferences.context_size,
+            n_ctx=self.settings.context_size,
             n_threads=self.settings.n_threads,
-            n_gpu_layers=self.preferences.gpu_layers,
-            overflow=self.preferences.overflow,
+            n_gpu_layers=self.settings.gpu_layers,
+            overflow=self.settings.overflow,
         )
 
     def load_default_model(self) -> None:
@@ -409,16 +414,15 @@ class MainWindow(QMainWindow):
             self.switch_model(starter.id)
         self.new_chat()
 
-    def apply_settings(self, settings: Settings, preferences: Preferences) -> None:
+    def apply_settings(self, settings: Settings) -> None:
         """Take saved settings into use: theme and text size now, engine options by reloading."""
-        engine_changed = (
-            (preferences.context_size, preferences.overflow, preferences.gpu_layers, settings.n_threads)
-            != (self.preferences.context_size, self.preferences.overflow, self.preferences.gpu_layers,
-                self.settings.n_threads)
-        )
-        self.settings, self.preferences = settings, preferences
+        def engine_options(chosen: Settings) -> tuple:
+            return chosen.context_size, chosen.overflow, chosen.gpu_layers, chosen.n_threads
+
+        engine_changed = engine_options(settings) != engine_options(self.settings)
+        self.settings = settings
         self.theme = themes.resolve(settings.theme)
-        themes.apply(QApplication.instance(), self.theme, preferences.font_size)
+        themes.apply(QApplication.instance(), self.theme, settings.font_size)
         self.chat_view.set_theme(self.theme)
         self.chat_view.refresh_layouts()
         if engine_changed and self.session.request is not None:

@@ -228,7 +228,7 @@ class _MyModels(QWidget):
             row = QWidget()
             line = QHBoxLayout(row)
             line.setContentsMargins(10, 6, 10, 6)
-            fit = model_fit(model, self.window_.machine, self.window_.preferences.context_size) \
+            fit = model_fit(model, self.window_.machine, self.window_.settings.context_size) \
                 if self.window_.machine else None
             text = QVBoxLayout()
             text.addWidget(_label(display_name(model, self.window_.catalog), "heading"))

@@ -27,9 +27,13 @@ from PySide6.QtWidgets import (
 )
 
 from slmchat.core.generation import GenerationSettings, OverflowPolicy
-from slmchat.gui.preferences import Preferences
 from slmchat.gui.theme import ThemeChoice
-from slmchat.settings import Settings, read_data_folder, save_settings, write_data_folder
+from slmchat.settings import (
+    Settings,
+    read_data_folder,
+    save_settings,
+    write_data_folder,
+)
 
 if TYPE_CHECKING:
     from slmchat.gui.main_window import MainWindow
@@ -144,19 +148,19 @@ class SettingsDialog(QDialog):
     def _model_tab(self) -> QWidget:
         page = QWidget()
         form = _form(page)
-        preferences = self.window_.preferences
+        chosen = self.window_.settings
         self.context_size = _int_spin(512, 131072, 512)
-        self.context_size.setValue(preferences.context_size)
+        self.context_size.setValue(chosen.context_size)
         form.addRow("Conversation memory (tokens)", self.context_size)
         form.addRow(_note("More memory lets the model see longer chats, and needs more RAM. "
                           "The model's own limit and your RAM cap it."))
         self.overflow = QComboBox()
         self.overflow.addItem("Leave out the oldest messages", OverflowPolicy.TRIM)
         self.overflow.addItem("Stop and tell me", OverflowPolicy.REFUSE)
-        self.overflow.setCurrentIndex(self.overflow.findData(preferences.overflow))
+        self.overflow.setCurrentIndex(self.overflow.findData(chosen.overflow))
         form.addRow("When a chat gets too long", self.overflow)
         self.gpu_layers = _int_spin(0, 999, automatic=True)
-        self.gpu_layers.setValue(self.gpu_layers.minimum() if preferences.gpu_layers is None else preferences.gpu_layers)
+        self.gpu_layers.setValue(self.gpu_layers.minimum() if chosen.gpu_layers is None else chosen.gpu_layers)
         form.addRow("Layers on the graphics card", self.gpu_layers)
         self.threads = _int_spin(1, 256, automatic=True)
         n_threads = self.window_.settings.n_threads
@@ -175,7 +179,7 @@ class SettingsDialog(QDialog):
         self.theme.setCurrentIndex(max(0, self.theme.findData(self.window_.settings.theme)))
         form.addRow("Theme", self.theme)
         self.font_size = _spin(8.0, 24.0, 0.5, decimals=1)
-        self.font_size.setValue(self.window_.preferences.font_size)
+        self.font_size.setValue(self.window_.settings.font_size)
         form.addRow("Text size (points)", self.font_size)
         return page
 
@@ -236,23 +240,22 @@ class SettingsDialog(QDialog):
 
     def new_settings(self) -> Settings:
         threads = None if self.threads.value() == self.threads.minimum() else self.threads.value()
-        changes: dict = {"theme": self.theme.currentData(), "n_threads": threads}
+        gpu = None if self.gpu_layers.value() == self.gpu_layers.minimum() else self.gpu_layers.value()
+        changes: dict = {
+            "theme": self.theme.currentData(), "n_threads": threads, "font_size": self.font_size.value(),
+            "context_size": self.context_size.value(), "overflow": OverflowPolicy(self.overflow.currentData()),
+            "gpu_layers": gpu,
+        }
         if self.conversation is None:
             changes["generation"] = self.sampling()
             changes["default_persona_id"] = self.persona.currentData()
         return dataclasses.replace(self.window_.settings, **changes)
 
-    def new_preferences(self) -> Preferences:
-        gpu = None if self.gpu_layers.value() == self.gpu_layers.minimum() else self.gpu_layers.value()
-        return Preferences(font_size=self.font_size.value(), context_size=self.context_size.value(),
-                           overflow=OverflowPolicy(self.overflow.currentData()), gpu_layers=gpu)
-
     def save(self) -> None:
         """Store everything, then let the window apply what changed."""
         store = self.window_.controller.store
-        settings, preferences = self.new_settings(), self.new_preferences()
+        settings = self.new_settings()
         save_settings(store, settings)
-        preferences.save(store)
         system_prompt = self.system_prompt.toPlainText().strip()
         if self.conversation is not None:
             self.window_.controller.update_conversation_settings(system_prompt, self.sampling())
@@ -262,7 +265,7 @@ class SettingsDialog(QDialog):
         folder = Path(self.data_folder.text().strip()).expanduser()
         if folder != self.window_.paths.data:
             write_data_folder(self.window_.paths, folder)
-        self.window_.apply_settings(settings, preferences)
+        self.window_.apply_settings(settings)
 
 
 def open_settings(window: "MainWindow") -> None:

@@ -11,9 +11,9 @@ from slmchat.app import build_window
 from slmchat.core.generation import GenerationSettings
 from slmchat.core.store import Store
 from slmchat.gui.main_window import MainWindow
-from slmchat.gui.preferences import Preferences
 from slmchat.paths import Paths
 from slmchat.settings import Settings, save_settings
+
 
 @pytest.fixture
 def make_window(qtbot, slmchat_home) -> Callable[..., MainWindow]:
@@ -25,8 +25,8 @@ def make_window(qtbot, slmchat_home) -> Callable[..., MainWindow]:
         save_settings(store, Settings(
             generation=GenerationSettings(max_tokens=max_tokens, temperature=temperature, seed=7),
             n_threads=2,
+            context_size=context_size,
         ))
-        Preferences(context_size=context_size).save(store)
         store.close()
         window = build_window(paths, QApplication.instance())
         qtbot.addWidget(window)

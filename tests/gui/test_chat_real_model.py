@@ -227,7 +227,9 @@ def test_the_gui_thread_never_stalls_while_a_reply_streams_into_a_long_chat(qtbo
 
     assert shown(window)[-1].text
     assert len(gaps) > 20
-    assert max(gaps) < 250, f"the GUI thread stalled for {max(gaps)} ms"
+    worst = max(gaps)
+    print(f"heartbeat gaps: max {worst} ms at beat {gaps.index(worst)} of {len(gaps)}")
+    assert worst < 250, f"the GUI thread stalled for {worst} ms (beat {gaps.index(worst)} of {len(gaps)})"
 
 
 def test_when_the_engine_process_dies_mid_reply_the_text_is_kept_and_the_next_message_works(qtbot, make_window):

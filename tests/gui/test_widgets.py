@@ -193,7 +193,6 @@ def test_the_model_manager_shows_a_card_per_catalog_model(qtbot, make_window):
 
 
 def test_settings_are_saved_and_applied(qtbot, make_window):
-    from slmchat.gui.preferences import Preferences
     from slmchat.gui.settings_dialog import SettingsDialog
     from slmchat.settings import load_settings
 
@@ -208,7 +207,7 @@ def test_settings_are_saved_and_applied(qtbot, make_window):
     store = window.controller.store
     assert load_settings(store).theme == "dark"
     assert load_settings(store).generation.temperature == pytest.approx(0.3)
-    assert Preferences.load(store).context_size == 2048
+    assert load_settings(store).context_size == 2048
     assert window.theme.is_dark
     assert QApplication.instance().font().pointSizeF() == pytest.approx(12.0)
 
