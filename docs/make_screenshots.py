@@ -2,10 +2,11 @@
 
     .venv/bin/python docs/make_screenshots.py
 
-Each theme gets a fresh data folder and three pictures: the first-run welcome (with this
+Each theme gets a fresh data folder and four pictures: the first-run welcome (with this
 machine's recommendation), the main window mid-reply (the bundled SmolLM2 answering for real,
-after one finished exchange), and the model manager mid-download (from the test suite's loopback
-hub, held at about half of the file so the picture shows progress).
+after one finished exchange), the trash with two deleted chats, and the model manager
+mid-download (from the test suite's loopback hub, held at about half of the file so the picture
+shows progress).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DOWNLOAD_REPO = "mradermacher/SmolLM2-360M-Instruct-GGUF"  # a catalog entry's d
 DOWNLOAD_FILE = "SmolLM2-360M-Instruct.Q4_K_M.gguf"
 DOWNLOAD_SIZE = 271_000_000
 QUESTIONS = ("What is a good name for a grey cat?", "Write a Python function that adds two numbers.")
+TRASHED = ("Ideas for a weekend in Lisbon", "Birthday card for Mum")
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 120.0) -> None:
@@ -71,10 +73,11 @@ def shoot(theme: str, hub, sparse_file: Path) -> None:
     from slmchat.core.catalog import load_catalog
     from slmchat.core.hardware import detect_machine
     from slmchat.gui.model_manager import ModelManager
+    from slmchat.gui.trash import TrashDialog
 
     with tempfile.TemporaryDirectory(prefix="slmchat-shots-") as home:
         window = build(theme, Path(home))
-        window.set_machine(detect_machine())
+        window.set_machine(detect_machine(probe_backend=False))
         settle()
         window.grab().save(str(OUT / f"{theme}-first-run.png"))
 
@@ -87,6 +90,15 @@ def shoot(theme: str, hub, sparse_file: Path) -> None:
         window.grab().save(str(OUT / f"{theme}-chat.png"))
         window.controller.stop()
         wait_until(lambda: not window.controller.busy)
+
+        for title in TRASHED:
+            window.controller.trash(window.controller.store.new_conversation(title=title).id)
+        trash = TrashDialog(window.trash, window)
+        trash.resize(520, 360)
+        trash.show()
+        settle()
+        trash.grab().save(str(OUT / f"{theme}-trash.png"))
+        trash.close()
 
         hub.reset()
         hub.add_repo(DOWNLOAD_REPO, {DOWNLOAD_FILE: sparse_file}, downloads=1200)
@@ -116,7 +128,7 @@ def shoot(theme: str, hub, sparse_file: Path) -> None:
         wait_until(lambda: not window.downloads.running(card.key))
         manager.close()
         window.close()
-        for widget in (manager, window):  # gone before the interpreter shuts down, not during
+        for widget in (trash, manager, window):  # gone before the interpreter shuts down, not during
             widget.deleteLater()
         settle(100)
 

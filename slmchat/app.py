@@ -93,11 +93,15 @@ def build_window(paths: Paths, app: object) -> object:
 
 
 def start_background_work(window: object) -> None:
-    """After the window shows: detect the hardware, load the model the user last used."""
+    """After the window shows: detect the hardware, load the model the user last used.
+
+    The backend is read from llama.cpp's library files, not by loading llama.cpp: only the
+    engine's own process ever loads it.
+    """
     from slmchat.core.hardware import detect_machine
     from slmchat.gui.workers import run_task
 
-    run_task(detect_machine, window.set_machine, lambda error: log.warning("hardware detection failed: %s", error))
+    run_task(lambda: detect_machine(probe_backend=False), window.set_machine, lambda error: log.warning("hardware detection failed: %s", error))
     if window.pages.currentWidget() is not window.welcome:
         window.load_default_model()
 

@@ -146,6 +146,10 @@ class FakeHub:
         """The GET requests for one file, in order."""
         return [r for r in list(self.requests) if r.method == "GET" and "/resolve/" in r.path and r.path.endswith("/" + filename)]
 
+    def bytes_served(self, filename: str) -> int:
+        """File bytes actually written back for one file, over all its GETs."""
+        return sum(r.body_bytes for r in self.downloads_of(filename))
+
     # --- used by the handler -------------------------------------------------------------
     def record(self, request: Request) -> None:
         with self._lock:
@@ -322,34 +326,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        start = 0
+        start, end = 0, hosted.size  # end: one past the last byte sent
         wanted = RANGE.match(request.headers.get("range", ""))
         if request.method == "GET" and wanted:
             start = int(wanted.group(1))
-            if start >= hosted.size:
+            if wanted.group(2):
+                end = min(end, int(wanted.group(2)) + 1)
+            if start >= hosted.size or start >= end:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{hosted.size}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-        status = 206 if start else 200
-        self.send_response(status)
+        partial = start > 0 or end < hosted.size
+        self.send_response(206 if partial else 200)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(hosted.size - start))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{hosted.size - 1}/{hosted.size}")
+        self.send_header("Content-Length", str(end - start))
+        if partial:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{hosted.size}")
         self.end_headers()
         if request.method == "GET":
-            self._send_file(request, hosted, start)
+            self._send_file(request, hosted, start, end)
 
-    def _send_file(self, request: Request, hosted: HostedFile, start: int) -> None:
+    def _send_file(self, request: Request, hosted: HostedFile, start: int, end: int) -> None:
         faults = self.hub.faults
         position = start
         with hosted.data.open("rb") as handle:
             handle.seek(start)
-            while position < hosted.size:
-                stop = min(hosted.size, position + BLOCK)
+            while position < end:
+                stop = min(end, position + BLOCK)
                 for fault_at in (faults.drop_at, faults.stall_at):
                     if fault_at is not None and position < fault_at < stop:
                         stop = fault_at

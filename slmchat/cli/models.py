@@ -115,7 +115,10 @@ def _resolve_source(args: argparse.Namespace, catalog: Catalog, hub: Hub) -> tup
         found = catalog.find_file(args.source, args.file)
         return args.source, args.file, found[1].sha256 if found else None
     if "/" in args.source:
-        files = ", ".join(f.filename for f in hub.list_gguf_files(args.source)) or "none"
+        listed = hub.list_gguf_files(args.source, machine=hardware.detect_machine(), n_ctx=RECOMMEND_CONTEXT)
+        files = ", ".join(
+            f"{f.filename} ({_size(f.size)}, {f.fit.label.text if f.fit else 'fit unknown'})" for f in listed
+        ) or "none"
         raise DownloadError(f"Say which file of {args.source} to download. Its GGUF files: {files}.")
     try:
         entry = catalog.get(args.source)

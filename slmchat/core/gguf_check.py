@@ -35,7 +35,7 @@ from slmchat.core.gguf_tables import (
 )
 from slmchat.core.plaintext import plain_text
 
-__all__ = ["GGUFInfo", "check_chat_template", "check_gguf", "read_gguf"]
+__all__ = ["GGUFInfo", "HeaderIncomplete", "check_chat_template", "check_gguf", "read_gguf", "read_gguf_header"]
 
 Scalar = str | int | float | bool
 
@@ -128,22 +128,41 @@ class _Truncated(Exception):
     pass
 
 
+class HeaderIncomplete(Exception):
+    """The prefix given to `read_gguf_header` ends before the tensor table does: fetch more.
+
+    Not a user-facing error (the file is not known to be bad): `needed_bytes` is a lower bound on
+    the prefix length the next attempt needs.
+    """
+
+    def __init__(self, needed_bytes: int) -> None:
+        super().__init__(f"the GGUF header needs at least {needed_bytes} bytes")
+        self.needed_bytes = needed_bytes
+
+
 def _damaged(what: str, *, message: str = _CORRUPT) -> ModelFileDamaged:
     return ModelFileDamaged(message, detail=what)
 
 
 class _Cursor:
-    """Bounded reads over the mapped file; every length is checked before it is used."""
+    """Bounded reads over the mapped file (or a prefix of it); every length is checked before it is used.
 
-    def __init__(self, buf: mmap.mmap | bytes, size: int) -> None:
+    `size` is the whole file's size and decides what is truncated; `available` is how much of it
+    `buf` holds: a read past it, but inside the file, asks for a longer prefix.
+    """
+
+    def __init__(self, buf: mmap.mmap | bytes, size: int, available: int | None = None) -> None:
         self.buf = buf
         self.size = size
+        self.available = size if available is None else min(available, size)
         self.pos = 0
         self.string_items_left = MAX_STRING_ITEMS
 
     def need(self, n: int) -> None:
         if n > self.size - self.pos:
             raise _Truncated(f"needs {n} bytes at offset {self.pos}, file has {self.size}")
+        if n > self.available - self.pos:
+            raise HeaderIncomplete(self.pos + n)
 
     def scalar(self, value_type: int) -> Scalar:
         st = _SCALAR_STRUCTS[value_type]
@@ -181,21 +200,27 @@ class _Cursor:
         self.string_items_left -= count
         if self.string_items_left < 0:
             raise _damaged(f"more than {MAX_STRING_ITEMS} strings in arrays")
-        buf, pos, size = self.buf, self.pos, self.size
+        buf, pos, size, available = self.buf, self.pos, self.size, self.available
         unpack = _U64.unpack_from
         out: list[bytes] = []
         append = out.append
         try:
             for _ in range(count):
+                if pos + 8 > available:
+                    raise struct.error
                 (n,) = unpack(buf, pos)
                 pos += 8
                 if n > MAX_STRING_BYTES or n > size - pos:
                     raise _Truncated(f"array string of {n} bytes at offset {pos}")
+                if n > available - pos:
+                    raise HeaderIncomplete(pos + n)
                 if keep:
                     append(buf[pos : pos + n])
                 pos += n
         except struct.error:
-            raise _Truncated(f"array string length at offset {pos}") from None
+            if pos + 8 > size:
+                raise _Truncated(f"array string length at offset {pos}") from None
+            raise HeaderIncomplete(pos + 8) from None
         self.pos = pos
         return out if keep else None
 
@@ -231,8 +256,8 @@ def _read_value(cur: _Cursor, key: str, value_type: int) -> Scalar | tuple | _Ar
     return _Array(item_type, count)
 
 
-def _parse(buf: mmap.mmap | bytes, size: int) -> _Parsed:
-    cur = _Cursor(buf, size)
+def _parse(buf: mmap.mmap | bytes, size: int, available: int | None = None) -> _Parsed:
+    cur = _Cursor(buf, size, available)
     cur.need(4)
     if buf[0:4] != GGUF_MAGIC:
         raise NotAGGUF(
@@ -424,7 +449,28 @@ def check_gguf(path: str | Path) -> GGUFInfo:
     completion only.
     """
     path = Path(path)
-    parsed = _load(path)
+    return _checked(path, _load(path))
+
+
+def read_gguf_header(data: bytes, file_size: int, name: str, *, check: bool = False) -> GGUFInfo:
+    """`read_gguf` (or, with `check`, `check_gguf`) of a file known only by its first bytes.
+
+    For files not on this computer (a hub listing): `data` is a prefix of a `file_size`-byte file,
+    `name` its file name. The same parser, caps and checks run, with the tensor data taken on
+    trust from `file_size`. Raises HeaderIncomplete when `data` ends before the tensor table
+    does (fetch a longer prefix and call again), else the errors of `read_gguf` / `check_gguf`.
+    """
+    path = Path(name)
+    if file_size <= 0:
+        raise _damaged(f"{name}: empty file", message=_TRUNCATED)
+    try:
+        parsed = _parse(data, file_size, available=len(data))
+    except _Truncated as exc:
+        raise ModelFileDamaged(_TRUNCATED, detail=f"{name}: {exc}") from None
+    return _checked(path, parsed) if check else _info(path, parsed)
+
+
+def _checked(path: Path, parsed: _Parsed) -> GGUFInfo:
     info = _info(path, parsed)
     _check_architecture(info)
     _check_hyperparameters(parsed.values, info)

@@ -12,6 +12,7 @@ against the sha256 the hub publishes before the library may register it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -29,6 +30,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from slmchat.core import hardware
 from slmchat.core.errors import (
     DownloadCancelled,
     DownloadError,
@@ -37,10 +39,13 @@ from slmchat.core.errors import (
     HubAccessDenied,
     HubNotFound,
     HubUnreachable,
+    ModelFileError,
     NotEnoughDiskSpace,
     SlmchatError,
     UnsafeName,
+    UnsupportedModel,
 )
+from slmchat.core.gguf_check import GGUFInfo, HeaderIncomplete, read_gguf_header
 from slmchat.core.library import (
     LibraryModel,
     ModelLibrary,
@@ -64,8 +69,15 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress callbacks
 SPEED_WINDOW = 5.0  # seconds of history behind the speed figure
 DISK_HEADROOM = 64 * 1024 * 1024  # leave this much free beyond the file itself
 HASH_BLOCK = 1024 * 1024
+# A remote file's header (metadata + tensor table) is fetched by ranged GETs: most fit in the
+# first 2 MiB; big vocabularies (Gemma's 262k tokens) need more. No real header nears the cap.
+HEADER_FIRST_FETCH = 2 * 1024 * 1024
+HEADER_GROWTH = 4
+HEADER_MAX_FETCH = 32 * 1024 * 1024
+FIT_CONTEXT = 4096  # the context a hub listing judges fit at (the catalog's RECOMMEND_CONTEXT)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 _NAME_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _WINDOWS_DEVICES = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
 _QUANT = re.compile(
@@ -144,6 +156,8 @@ class RemoteFile:
     size: int | None
     sha256: str | None
     quantization: str | None
+    fit: hardware.Fit | None = None  # filled when the listing was asked for a machine
+    fit_problem: str | None = None  # why there is no fit label (header unreadable, size unknown, ...)
 
 
 ProgressCallback = Callable[[DownloadProgress], None]
@@ -316,6 +330,7 @@ class Hub:
         self._endpoint = endpoint
         self._token = token or None
         self._disk_free = disk_free or (lambda folder: shutil.disk_usage(folder).free)
+        self._headers: dict[tuple[str, str, str], GGUFInfo] = {}  # (repo, commit, file): a commit's file never changes
 
     @property
     def endpoint(self) -> str:
@@ -337,12 +352,31 @@ class Hub:
             results.append(RepoSummary(model.id, model.downloads or 0, model.likes or 0, bool(model.gated)))
         return results
 
-    def list_gguf_files(self, repo_id: str) -> list[RemoteFile]:
-        """The repo's `.gguf` files with size, sha256 and quantization; unsafe names are left out."""
+    def list_gguf_files(
+        self, repo_id: str, *, machine: hardware.Machine | None = None, n_ctx: int = FIT_CONTEXT
+    ) -> list[RemoteFile]:
+        """The repo's `.gguf` files with size, sha256 and quantization; unsafe names are left out.
+
+        With a `machine`, each file also gets a fit label at `n_ctx` tokens (capped at the model's
+        trained context). Only ONE header per repo is fetched: a repo's quantizations share the
+        model's shape and differ in their weights, which each file's own size gives.
+        """
         check_repo_id(repo_id)
         api = self._api()
         with _translated(repo_id):
             info = api.model_info(repo_id, files_metadata=True)
+        files = self._gguf_siblings(repo_id, info)
+        if machine is None or not files:
+            return files
+        revision = info.sha if isinstance(info.sha, str) and _COMMIT.fullmatch(info.sha) else "main"
+        try:
+            shape = self.remote_info(repo_id, files[0].filename, revision=revision)
+        except (ModelFileError, DownloadError) as error:  # a gated repo, a damaged or unsupported header
+            log.info("no fit labels for %s: %s (%s)", repo_id, error, getattr(error, "detail", ""))
+            return [dataclasses.replace(f, fit_problem=str(error)) for f in files]
+        return [_with_fit(f, shape, machine, n_ctx) for f in files]
+
+    def _gguf_siblings(self, repo_id: str, info: Any) -> list[RemoteFile]:
         files = []
         for sibling in info.siblings or []:
             if not sibling.rfilename.lower().endswith(".gguf"):
@@ -355,6 +389,72 @@ class Hub:
             sha256 = sibling.lfs.sha256 if sibling.lfs else None
             files.append(RemoteFile(repo_id, sibling.rfilename, sibling.size, sha256, guess_quantization(sibling.rfilename)))
         return files
+
+    def remote_info(self, repo_id: str, filename: str, revision: str = "main") -> GGUFInfo:
+        """`check_gguf` of a file on the hub, from its header alone: a few MB of a file of any size.
+
+        The header is fetched with ranged GETs (2 MiB, then 4x more, up to 32 MiB) and cached per
+        commit. Raises UnsafeName (before any request), Hub* errors, or gguf_check's errors.
+        """
+        check_repo_id(repo_id)
+        check_filename(filename)
+        check_revision(revision)
+        if _COMMIT.fullmatch(revision) and (repo_id, revision, filename) in self._headers:
+            return self._headers[(repo_id, revision, filename)]  # a commit's file: no request at all
+        hf = _hf()
+        metadata = self._metadata(hf, repo_id, filename, revision)
+        key = (repo_id, metadata.commit_hash or "", filename)
+        if key not in self._headers:
+            if metadata.size is None:
+                raise DownloadError(f"The hub did not say how large {filename} is, so slmchat cannot read it.")
+            self._headers[key] = self._read_remote_header(metadata, filename)
+        return self._headers[key]
+
+    def _read_remote_header(self, metadata: Any, filename: str) -> GGUFInfo:
+        data = b""
+        wanted = min(HEADER_FIRST_FETCH, metadata.size)
+        while True:
+            data += self._fetch_range(metadata.location, len(data), wanted, filename)
+            try:
+                return read_gguf_header(data, metadata.size, filename, check=True)
+            except HeaderIncomplete as more:
+                if more.needed_bytes > HEADER_MAX_FETCH:
+                    raise UnsupportedModel(
+                        f"The settings block of {filename} is unusually large, so slmchat cannot judge it from "
+                        "the hub. Download it to check it.",
+                        detail=f"header needs more than {more.needed_bytes} bytes (cap {HEADER_MAX_FETCH})",
+                    ) from None
+                wanted = min(max(more.needed_bytes, len(data) * HEADER_GROWTH), HEADER_MAX_FETCH, metadata.size)
+
+    def _fetch_range(self, url: str, start: int, stop: int, filename: str) -> bytes:
+        """Bytes [start, stop) of the file through huggingface_hub's own client (its hooks, offline mode)."""
+        from huggingface_hub import constants
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        headers = build_hf_headers(token=self._token or False)
+        if _origin(url) != _origin(self.endpoint):
+            headers.pop("authorization", None)  # a CDN link is signed; the token stays with the hub
+        headers["Range"] = f"bytes={start}-{stop - 1}"
+        body = bytearray()
+        with _translated(filename), get_session().stream(
+            "GET", url, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT
+        ) as response:
+            if response.status_code >= 400:
+                response.read()  # the error's message is in the body
+            hf_raise_for_status(response)
+            # A server that ignores Range answers 200 with the whole file: read only up to `stop`.
+            skip = start if response.status_code == 200 else 0
+            if response.status_code == 206 and not response.headers.get("content-range", "").startswith(f"bytes {start}-"):
+                raise DownloadError(f"The hub sent the wrong part of {filename}.",
+                                    detail=f"asked {headers['Range']}, got {response.headers.get('content-range')}")
+            for block in response.iter_bytes():
+                body += block
+                if len(body) >= skip + stop - start:
+                    break
+        if len(body) < skip + stop - start:
+            raise HubUnreachable(f"The hub cut the connection while slmchat read {filename}. Try again later.",
+                                 detail=f"{len(body)} of {skip + stop - start} bytes")
+        return bytes(body[skip : skip + stop - start])
 
     # --- downloading -------------------------------------------------------------------------------
     def download(
@@ -511,6 +611,20 @@ class Hub:
 
     def _api(self) -> Any:
         return _hf().HfApi(endpoint=self.endpoint, token=self._token or False)
+
+
+def _with_fit(file: RemoteFile, shape: GGUFInfo, machine: hardware.Machine, n_ctx: int) -> RemoteFile:
+    """`file` labelled for `machine`: `shape` (another file of the repo, maybe) with this file's weights.
+
+    The bytes of a file that are not weights (metadata, tensor table, padding) hardly differ between
+    a repo's quantizations, so this file's weights are its size minus `shape`'s non-weight bytes.
+    """
+    if file.size is None:
+        return dataclasses.replace(file, fit_problem="The hub does not say how large this file is.")
+    weights = max(0, file.size - (shape.file_size - shape.tensor_bytes))
+    sized = dataclasses.replace(shape, file_size=file.size, tensor_bytes=weights)
+    context = min(n_ctx, shape.context_length or n_ctx)
+    return dataclasses.replace(file, fit=hardware.fit(hardware.estimate_memory(sized, context), machine))
 
 
 # --- error translation ----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every write to the store happens here, on the GUI thread: the user's message is 
 before generation starts, the growing reply is checkpointed about once a second (core's
 `Checkpointer`), and its end is stored with llama.cpp's figures. The engine runs on the
 `GenerationWorker`'s thread; each generation has a request id, so pieces of a reply the user
-has moved away from are dropped, never shown in the wrong place.
+has moved away from are dropped, never shown in the wrong place. Translate / Summarize (a T5
+model) and Sentiment run on the task models' own thread (`TaskModels`) and land here the same way.
 """
 
 from __future__ import annotations
@@ -306,16 +307,30 @@ class ChatController(QObject):
             self.conversation_opened.emit(conversation)
         self.store.add_user_message(self.conversation_id, text)
         reply = self.store.start_reply(self.conversation_id, model=model.path.stem)
+        self._text_task(model, reply, text, kind, target)
+
+    def rerun_text_task(self, message_id: int, kind: str, target: str = "") -> None:
+        """Regenerate for a text task: the task again on the same text, beside the old result."""
+        model = self.task_model
+        if self.busy or model is None or self.conversation_id is None:
+            return
+        original = self.store.message(message_id)
+        question = self.store.message(original.parent_id).content if original.parent_id else ""
+        self._text_task(model, self.store.regenerate(message_id, model=model.path.stem), question, kind, target)
+
+    def _text_task(self, model: LibraryModel, reply: Message, text: str, kind: str, target: str) -> None:
+        """Run the T5 task on the task thread and store its result as `reply`."""
         self._show()
         self.conversations_changed.emit()
         row = self.chat_model.rowCount() - 1
         checkpointer = Checkpointer(self.store, reply.id)
         cancel = self._task_cancel = threading.Event()
         max_tokens = self._settings().max_tokens
+        languages = {"target": target} if target else {}  # Summarize has none
         self.busy_changed.emit(True)
 
         def use(client: Any) -> Seq2SeqResult:
-            return client.run(kind, text, max_tokens=max_tokens, target=target or "German", cancel=cancel)
+            return client.run(kind, text, max_tokens=max_tokens, cancel=cancel, **languages)
 
         def done(result: Seq2SeqResult) -> None:
             checkpointer.append(result.text)
@@ -324,9 +339,9 @@ class ChatController(QObject):
                 completion_tokens=result.generated))
 
         def failed(error: Exception) -> None:
-            text = user_message(error, self.log_file)
-            self._end_text_task(row, checkpointer, GenerationStats(finish_reason=FinishReason.ERROR, error=text))
-            self.error.emit(text)
+            said = user_message(error, self.log_file)
+            self._end_text_task(row, checkpointer, GenerationStats(finish_reason=FinishReason.ERROR, error=said))
+            self.error.emit(said)
 
         capability = Capability.TRANSLATE if kind == "translate" else Capability.SUMMARIZE
         self.tasks.call(capability, model, use, done, failed)

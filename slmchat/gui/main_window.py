@@ -285,7 +285,11 @@ class MainWindow(QMainWindow):
             QGuiApplication.clipboard().setText(argument)
             self.toast.show_message("Code copied")
         elif action == Action.REGENERATE.value:
-            self.controller.regenerate(message.id)
+            task = self.composer.task()
+            if task is not None:
+                self.controller.rerun_text_task(message.id, *task)
+            else:
+                self.controller.regenerate(message.id)
         elif action == Action.CONTINUE.value:
             self.controller.continue_reply(message.id)
         elif action == Action.EDIT.value:

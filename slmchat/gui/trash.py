@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -107,6 +107,7 @@ class TrashDialog(QDialog):
         intro.setProperty("role", "muted")
         layout.addWidget(intro)
         self.list = QListWidget()
+        self.list.setObjectName("ConversationList")  # looks like the sidebar's list of chats
         self.list.setAccessibleName("Deleted chats")
         layout.addWidget(self.list, 1)
         self.empty_label = QLabel("The trash is empty.")
@@ -138,6 +139,10 @@ class TrashDialog(QDialog):
         for conversation in self.trash.conversations():
             item = QListWidgetItem(conversation.title or "New chat")
             item.setData(_CONVERSATION, conversation.id)
+            item.setSizeHint(QSize(0, 34))
+            if conversation.deleted_at is not None:
+                deleted = conversation.deleted_at.astimezone().strftime("%d %B %Y, %H:%M")
+                item.setToolTip(f"Deleted {deleted}")
             self.list.addItem(item)
         if self.list.count():
             self.list.setCurrentRow(0)

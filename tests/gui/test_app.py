@@ -35,20 +35,26 @@ def test_self_test_says_what_failed_for_a_broken_model(tmp_path):
     assert "self-test FAILED" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_window_starts_without_loading_llama_cpp_or_the_hub_client(tmp_path):
+def test_the_window_starts_and_detects_the_hardware_without_loading_llama_cpp_or_the_hub_client(tmp_path):
     code = (
         "import sys\n"
         "from PySide6.QtWidgets import QApplication\n"
-        "from slmchat.app import build_window, resolve_paths\n"
+        "from slmchat.app import build_window, resolve_paths, start_background_work\n"
         "app = QApplication([])\n"
         "window = build_window(resolve_paths(), app)\n"
         "window.show()\n"
+        "start_background_work(window)\n"
+        "while window.machine is None:\n"
+        "    app.processEvents()\n"
+        "print(window.machine.backend.value, window.machine.total_ram > 0)\n"
         "print(sorted(m for m in ('llama_cpp', 'huggingface_hub') if m in sys.modules))\n"
         "window.close()\n"
     )
     result = run_python(["-c", code], tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    *_, machine, modules = result.stdout.strip().splitlines()
+    assert machine.endswith(" True")  # the hardware was looked at
+    assert modules == "[]"
 
 
 def test_a_second_start_brings_the_running_window_forward(qtbot, tmp_path):

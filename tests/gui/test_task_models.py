@@ -41,6 +41,7 @@ def _add_to_library(window, path: Path) -> str:
 def test_a_t5_model_offers_the_task_picker_and_its_result_is_stored_as_the_reply(qtbot, make_window, t5_path):
     with Seq2SeqTask(t5_path, n_threads=1) as local:
         expected = local.run(Seq2SeqKind.SUMMARIZE, TEXT, max_tokens=6)
+        in_french = local.run(Seq2SeqKind.TRANSLATE, TEXT, max_tokens=6, source="English", target="French")
     window = make_window(max_tokens=6)
     window.pages.setCurrentIndex(0)
     assert not window.composer.task_picker.isVisible()  # no T5 chosen: a chat box
@@ -59,6 +60,13 @@ def test_a_t5_model_offers_the_task_picker_and_its_result_is_stored_as_the_reply
     assert [(m.role, m.content) for m in stored] == [(Role.USER, TEXT), (Role.ASSISTANT, expected.text)]
     assert stored[1].reason is FinishReason.LENGTH and stored[1].completion_tokens == expected.generated
     assert window.controller.chat_model.messages()[-1].text == expected.text
+
+    # Regenerate runs the chosen task again on the same text, beside the first result
+    window.composer.task_picker.setCurrentText("Translate to French")
+    window.chat_view.trigger(1, "act:regenerate")
+    wait_until_idle(qtbot, window)
+    reply = window.controller.chat_model.messages()[-1]
+    assert (reply.text, reply.sibling_index, reply.sibling_count) == (in_french.text, 1, 2)
 
 
 # --- sentiment ---------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import pytest
 from gui_helpers import start_chatting, wait_until_idle
 from PySide6.QtWidgets import QMessageBox
 
+from slmchat.core.chat_session import session_key
+from slmchat.core.kv_state import KVStateStore, StateIdentity
 from slmchat.gui.trash import TrashDialog
 
 SECRET = "Marmalade-Zeppelin-4417"
@@ -50,6 +52,26 @@ def test_empty_trash_asks_first_and_removes_every_deleted_chat(qtbot, make_windo
     monkeypatch.setattr(QMessageBox, "question", lambda *args: QMessageBox.StandardButton.Yes)
     dialog.empty_button.click()
     assert store.conversations(trashed=True) == [] and _titles(dialog) == []
+
+
+def _save_state(folder, conversation_id: int, model: str):
+    states = KVStateStore(folder, StateIdentity(model=model, n_ctx=1024, llama_cpp="test"))
+    return states.save(session_key(conversation_id), [1, 2, 3], 4, lambda buffer: len(buffer))
+
+
+def test_without_a_loaded_model_emptying_the_trash_still_removes_the_saved_model_memory(qtbot, make_window):
+    window = make_window()
+    assert window.session.engine is None
+    store, kv_states = window.controller.store, window.session.paths.kv_states
+    gone, kept = store.new_conversation(title="Gone"), store.new_conversation(title="Kept")
+    deleted_states = [_save_state(kv_states, gone.id, model) for model in ("smollm2", "qwen2")]
+    kept_state = _save_state(kv_states, kept.id, "smollm2")
+
+    window.controller.trash(gone.id)
+    assert window.trash.empty() == 1
+    assert not any(path.exists() for path in deleted_states)  # saved with any model
+    assert kept_state.exists()
+    assert [c.id for c in store.conversations()] == [kept.id]
 
 
 @pytest.mark.slow
