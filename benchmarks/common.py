@@ -224,7 +224,6 @@ class AppUnderTest:
     def __enter__(self) -> Self:
         from slmchat import app as slmchat_app
         from slmchat.core.store import Store
-        from slmchat.gui.preferences import Preferences
         from slmchat.paths import HOME_ENV
         from slmchat.settings import Settings, save_settings
 
@@ -233,8 +232,8 @@ class AppUnderTest:
         os.environ[HOME_ENV] = self._home
         self.paths = slmchat_app.resolve_paths()
         store = Store(self.paths.database)
-        save_settings(store, Settings(generation=self.generation, n_threads=self.threads))
-        Preferences(context_size=self.context_size).save(store)
+        save_settings(store, Settings(generation=self.generation, n_threads=self.threads,
+                                      context_size=self.context_size))
         if self.prepare is not None:
             self.prepare(store)
         store.close()
