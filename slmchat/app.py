@@ -8,7 +8,6 @@ tokens generated and stored; exit 0, or print what failed and exit 1.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -37,13 +36,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def resolve_paths() -> Paths:
     """The platform folders (or SLMCHAT_HOME), with the data folder the user may have moved."""
-    from slmchat.settings import read_data_folder
-
-    paths = Paths.default()
-    moved = read_data_folder(paths)
-    if moved is not None:
-        paths = dataclasses.replace(paths, data=moved)
-    return paths.ensure()
+    return Paths.default().ensure()
 
 
 def build_window(paths: Paths, app: object) -> object:

@@ -7,7 +7,9 @@ of the user's real data, and it makes a portable install possible.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import platformdirs
 APP_NAME = "slmchat"
 HOME_ENV = "SLMCHAT_HOME"
 STARTER_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONFIG_FILE = "config.json"  # the one setting that cannot live in the database: where it is
 
 
 @dataclass(frozen=True)
@@ -37,16 +40,20 @@ class Paths:
 
     @classmethod
     def default(cls) -> "Paths":
-        """`SLMCHAT_HOME` when set, else the platform's own folders."""
+        """`SLMCHAT_HOME` when set, else the platform's own folders; either way with the data
+        folder the user moved their data to (settings dialog), so the app and the CLI agree."""
         home = os.environ.get(HOME_ENV)
         if home:
-            return cls.at(home)
-        return cls(
-            data=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
-            config=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
-            cache=Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
-            logs=Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
-        )
+            paths = cls.at(home)
+        else:
+            paths = cls(
+                data=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+                config=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+                cache=Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+                logs=Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
+            )
+        moved = read_data_folder(paths)
+        return dataclasses.replace(paths, data=moved) if moved is not None else paths
 
     @property
     def models(self) -> Path:
@@ -104,3 +111,27 @@ def starter_model() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def config_path(paths: Paths) -> Path:
+    return paths.config / CONFIG_FILE
+
+
+def read_data_folder(paths: Paths) -> Path | None:
+    """The data folder the user moved their data to, or None for the default one."""
+    try:
+        folder = json.loads(config_path(paths).read_text(encoding="utf-8")).get("data_folder")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+    return Path(folder) if folder else None
+
+
+def write_data_folder(paths: Paths, folder: Path | None) -> None:
+    """Remember (or, with None, forget) a chosen data folder; written atomically."""
+    target = config_path(paths)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(
+        json.dumps({"data_folder": None if folder is None else str(folder)}), encoding="utf-8"
+    )
+    os.replace(temporary, target)

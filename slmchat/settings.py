@@ -1,23 +1,16 @@
-"""User settings: a dataclass persisted in the conversation database, plus the one setting that
-cannot live there — where the data folder (and so the database) is — in a small config file.
+"""User settings: a dataclass persisted in the conversation database. (Where the data folder,
+and so the database, is lives in a small config file: see `slmchat.paths`.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from slmchat.core.generation import GenerationSettings, OverflowPolicy
 from slmchat.core.store import Reader, Store
 from slmchat.core.store_records import settings_from_dict
-from slmchat.paths import Paths
-
-CONFIG_FILE = "config.json"
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -67,27 +60,3 @@ def load_settings(reader: Reader) -> Settings:
 
 def save_settings(store: Store, settings: Settings) -> None:
     store.write_settings(dataclasses.asdict(settings))
-
-
-def config_path(paths: Paths) -> Path:
-    return paths.config / CONFIG_FILE
-
-
-def read_data_folder(paths: Paths) -> Path | None:
-    """The data folder the user moved their data to, or None for the default one."""
-    try:
-        folder = json.loads(config_path(paths).read_text(encoding="utf-8")).get("data_folder")
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-        return None
-    return Path(folder) if folder else None
-
-
-def write_data_folder(paths: Paths, folder: Path | None) -> None:
-    """Remember (or, with None, forget) a chosen data folder; written atomically."""
-    target = config_path(paths)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(
-        json.dumps({"data_folder": None if folder is None else str(folder)}), encoding="utf-8"
-    )
-    os.replace(temporary, target)

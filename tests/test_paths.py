@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from slmchat.paths import Paths, starter_model
+from slmchat.paths import Paths, starter_model, write_data_folder
 
 
 def test_slmchat_home_relocates_everything(slmchat_home: Path) -> None:
@@ -24,3 +24,12 @@ def test_the_starter_model_is_found_without_a_download(smollm2_path: Path) -> No
     assert found is not None
     assert found.read_bytes()[:4] == b"GGUF"
     assert found.stat().st_size == smollm2_path.stat().st_size
+
+
+def test_a_moved_data_folder_is_used_by_every_entry_point(slmchat_home: Path, tmp_path: Path) -> None:
+    paths = Paths.default()
+    write_data_folder(paths, tmp_path / "elsewhere")
+    assert Paths.default().data == tmp_path / "elsewhere"
+    assert Paths.default().config == paths.config  # the pointer itself stays where it is found
+    write_data_folder(paths, None)
+    assert Paths.default().data == paths.data

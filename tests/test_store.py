@@ -32,14 +32,8 @@ from slmchat.core.store_export import (
     import_conversations,
 )
 from slmchat.core.store_records import MessageStatus
-from slmchat.paths import Paths
-from slmchat.settings import (
-    Settings,
-    load_settings,
-    read_data_folder,
-    save_settings,
-    write_data_folder,
-)
+from slmchat.paths import Paths, read_data_folder, write_data_folder
+from slmchat.settings import Settings, load_settings, save_settings
 
 
 class FakeClock:

@@ -28,12 +28,8 @@ from PySide6.QtWidgets import (
 
 from slmchat.core.generation import GenerationSettings, OverflowPolicy
 from slmchat.gui.theme import ThemeChoice
-from slmchat.settings import (
-    Settings,
-    read_data_folder,
-    save_settings,
-    write_data_folder,
-)
+from slmchat.paths import read_data_folder, write_data_folder
+from slmchat.settings import Settings, save_settings
 
 if TYPE_CHECKING:
     from slmchat.gui.main_window import MainWindow
