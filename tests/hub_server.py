@@ -41,6 +41,7 @@ class Faults:
     stall_times: int | None = 1  # how many responses stall; None: every one that reaches stall_at
     corrupt: bool = False  # same length, wrong bytes
     reported_size: int | None = None  # the size HEAD claims (X-Linked-Size), e.g. more than the free disk
+    ignore_range: bool = False  # answer every GET with 200 and the whole file, as some servers do
 
 
 @dataclass
@@ -328,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         start, end = 0, hosted.size  # end: one past the last byte sent
         wanted = RANGE.match(request.headers.get("range", ""))
-        if request.method == "GET" and wanted:
+        if request.method == "GET" and wanted and not faults.ignore_range:
             start = int(wanted.group(1))
             if wanted.group(2):
                 end = min(end, int(wanted.group(2)) + 1)

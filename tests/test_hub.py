@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +16,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import hostile_gguf
 import pytest
 
+from slmchat.core import hardware
 from slmchat.core.errors import (
     DownloadAlreadyRunning,
     DownloadCancelled,
@@ -24,11 +28,15 @@ from slmchat.core.errors import (
     HubAccessDenied,
     HubNotFound,
     HubUnreachable,
+    ModelFileDamaged,
     NotEnoughDiskSpace,
     UnsafeName,
+    UnsupportedModel,
 )
+from slmchat.core.gguf_check import check_gguf
 from slmchat.core.hub import (
     CHUNK_SIZE,
+    HEADER_MAX_FETCH,
     DownloadControl,
     DownloadProgress,
     Hub,
@@ -404,3 +412,151 @@ def test_an_unreachable_hub_is_reported_at_once(library, smollm2_path):
 )
 def test_quantization_is_read_from_the_file_name(filename, quantization):
     assert guess_quantization(filename) == quantization
+
+
+# --- what a file on the hub needs, from its header alone --------------------------------------
+GEMMA_REPO = "test-org/gemma-3-270m-GGUF"
+ROOMY = hardware.Machine(total_ram=64 * 1000**3, available_ram=48 * 1000**3, physical_cores=8)
+SMALL = hardware.Machine(total_ram=256 * 1024**2, available_ram=128 * 1024**2, physical_cores=2)
+
+
+def fit_of_downloaded(path: Path, machine: hardware.Machine) -> hardware.Fit:
+    """The independent path: the whole file on disk, checked and estimated like any local model."""
+    info = check_gguf(path)
+    return hardware.fit(hardware.estimate_memory(info, min(4096, info.context_length)), machine)
+
+
+def test_fit_labels_of_listed_files_equal_those_of_the_downloaded_files(hub, fake_hub, smollm2_path, gemma_path):
+    fake_hub.add_repo(GEMMA_REPO, {gemma_path.name: gemma_path})
+    for repo, name in ((REPO, smollm2_path.name), (GEMMA_REPO, gemma_path.name)):
+        downloaded = hub.download(repo, name).path
+        for machine in (ROOMY, SMALL):
+            (listed,) = hub.list_gguf_files(repo, machine=machine)
+            assert listed.fit == fit_of_downloaded(downloaded, machine)
+            assert listed.fit_problem is None
+    assert hub.list_gguf_files(REPO, machine=ROOMY)[0].fit.label is hardware.FitLabel.FITS
+    assert hub.list_gguf_files(REPO, machine=SMALL)[0].fit.label is hardware.FitLabel.WONT_FIT
+
+
+def test_the_header_fetch_reads_a_small_part_of_the_file_once(hub, fake_hub, smollm2_path):
+    hub.list_gguf_files(REPO, machine=ROOMY)
+    size = smollm2_path.stat().st_size
+    assert 0 < fake_hub.bytes_served(smollm2_path.name) < 0.2 * size  # SmolLM2's header holds a 49k vocabulary
+    assert all(g.headers["range"].startswith("bytes=0-") for g in fake_hub.downloads_of(smollm2_path.name))
+
+    fake_hub.requests.clear()
+    again = hub.list_gguf_files(REPO, machine=SMALL)  # another machine, same commit: no header fetched again
+    assert again[0].fit.label is hardware.FitLabel.WONT_FIT
+    assert [r.path for r in fake_hub.requests] == [f"/api/models/{REPO}"]
+
+
+def test_a_big_header_is_fetched_in_growing_ranges_without_fetching_a_byte_twice(hub, fake_hub, gemma_path):
+    """Gemma's 262k-token vocabulary does not fit the first 2 MiB."""
+    fake_hub.add_repo(GEMMA_REPO, {gemma_path.name: gemma_path})
+    info = hub.remote_info(GEMMA_REPO, gemma_path.name)
+    gets = fake_hub.downloads_of(gemma_path.name)
+    assert len(gets) >= 2
+    expected_start = 0
+    for get in gets:
+        start, end = (int(x) for x in get.headers["range"].removeprefix("bytes=").split("-"))
+        assert start == expected_start and get.body_bytes == end - start + 1
+        expected_start = end + 1
+    assert fake_hub.bytes_served(gemma_path.name) < 0.2 * gemma_path.stat().st_size
+    assert info.tensor_bytes == check_gguf(gemma_path).tensor_bytes
+
+
+def test_a_server_that_ignores_range_still_gives_the_header(hub, fake_hub, gemma_path):
+    fake_hub.add_repo(GEMMA_REPO, {gemma_path.name: gemma_path})
+    fake_hub.faults.ignore_range = True
+    info = hub.remote_info(GEMMA_REPO, gemma_path.name)
+    assert info == dataclasses.replace(check_gguf(gemma_path), path=Path(gemma_path.name))
+    assert {g.headers.get("range", "")[:6] for g in fake_hub.downloads_of(gemma_path.name)} == {"bytes="}
+
+
+def test_each_file_of_a_repo_is_labelled_by_its_own_size(hub, fake_hub, smollm2_path, tmp_path):
+    """One header per repo; a larger quantization of the same model needs more memory."""
+    larger = tmp_path / "SmolLM2-135M-Instruct.F16.gguf"  # the same header, 1 GB more weights (a sparse file)
+    shutil.copyfile(smollm2_path, larger)
+    with larger.open("r+b") as handle:
+        handle.truncate(smollm2_path.stat().st_size + 1000**3)
+    fake_hub.add_repo("test-org/Two-GGUF", {smollm2_path.name: smollm2_path, larger.name: larger})
+    machine = hardware.Machine(total_ram=10**9, available_ram=10**9, physical_cores=2)
+
+    small, big = hub.list_gguf_files("test-org/Two-GGUF", machine=machine)
+
+    assert len([g for g in fake_hub.requests if g.method == "GET" and "/resolve/" in g.path]) == 1
+    assert big.fit.estimate.weights - small.fit.estimate.weights == 1000**3
+    assert small.fit.estimate.weights == check_gguf(smollm2_path).tensor_bytes
+    assert (small.fit.label, big.fit.label) == (hardware.FitLabel.FITS, hardware.FitLabel.WONT_FIT)
+
+
+def test_a_hostile_header_on_the_hub_gets_the_same_typed_outcome_as_on_disk(hub, fake_hub, smollm2_path, tmp_path):
+    for make in hostile_gguf.ALL:
+        hostile = make(smollm2_path, tmp_path, weights=False)
+        repo = f"hostile/{make.__name__.replace('_', '-')}"
+        fake_hub.add_repo(repo, {"model.gguf": hostile.path})
+        if hostile.error is None:
+            remote = hub.remote_info(repo, "model.gguf")
+            assert (remote.is_chat, remote.template_problem) == (check_gguf(hostile.path).is_chat,
+                                                                 check_gguf(hostile.path).template_problem)
+            continue
+        with pytest.raises(hostile.error) as caught:
+            hub.remote_info(repo, "model.gguf")
+        assert type(caught.value) is hostile.error, make.__name__
+        # A listing still works: the files are there, with the reason instead of a label.
+        (listed,) = hub.list_gguf_files(repo, machine=ROOMY)
+        assert listed.fit is None and listed.fit_problem == str(caught.value)
+
+
+def test_a_header_larger_than_the_cap_is_refused_after_at_most_the_cap(hub, fake_hub, smollm2_path, tmp_path):
+    padding = {f"general.padding{i}": hostile_gguf.value(hostile_gguf.STRING, "x" * (12 << 20)) for i in range(3)}
+    bloated = hostile_gguf.rewrite(smollm2_path, tmp_path / "bloated.gguf", set_kv=padding, weights=False)
+    fake_hub.add_repo("hostile/bloated", {"model.gguf": bloated})
+    with pytest.raises(UnsupportedModel, match="unusually large"):
+        hub.remote_info("hostile/bloated", "model.gguf")
+    assert fake_hub.bytes_served("model.gguf") <= HEADER_MAX_FETCH
+
+
+def test_a_truncated_file_on_the_hub_is_reported_as_cut_off(hub, fake_hub, smollm2_path, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(smollm2_path.read_bytes()[: 1 << 20])  # ends inside the vocabulary
+    fake_hub.add_repo("hostile/cut", {"model.gguf": cut})
+    with pytest.raises(ModelFileDamaged, match="ends early"):
+        hub.remote_info("hostile/cut", "model.gguf")
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "filename", "revision"),
+    [
+        (REPO, "../../etc/passwd.gguf", "main"),
+        (REPO, "sub/dir/model.gguf", "main"),
+        (REPO, "model.bin", "main"),
+        ("test-org/../other", "model.gguf", "main"),
+        ("owner/name/extra", "model.gguf", "main"),
+        (REPO, "model.gguf", "../../main"),
+    ],
+)
+def test_hostile_names_are_rejected_before_any_header_request(hub, fake_hub, repo_id, filename, revision):
+    with pytest.raises(UnsafeName):
+        hub.remote_info(repo_id, filename, revision=revision)
+    assert fake_hub.requests == []
+
+
+def test_header_errors_from_the_hub_are_translated(library, hub, fake_hub, smollm2_path):
+    with pytest.raises(HubNotFound):
+        hub.remote_info(REPO, "missing.Q4_K_M.gguf")
+    fake_hub.add_repo("gated-org/Gated-GGUF", {smollm2_path.name: smollm2_path}, token="hf_secret")
+    with pytest.raises(HubAccessDenied):
+        hub.remote_info("gated-org/Gated-GGUF", smollm2_path.name)
+    (listed,) = hub.list_gguf_files("gated-org/Gated-GGUF", machine=ROOMY)  # listed, but no label
+    assert listed.fit is None and "gated" in listed.fit_problem
+    assert Hub(library, endpoint=fake_hub.url, token="hf_secret").remote_info("gated-org/Gated-GGUF", smollm2_path.name)
+
+
+def test_the_cli_lists_a_repos_files_with_their_fit(capsys, fake_hub, smollm2_path, monkeypatch):
+    from slmchat.cli import main
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(hardware, "detect_machine", lambda: SMALL)
+    assert main(["download", REPO]) == 1
+    assert f"{smollm2_path.name} (98 MB, Won't fit)" in capsys.readouterr().err

@@ -429,7 +429,11 @@ class Hub:
     def _fetch_range(self, url: str, start: int, stop: int, filename: str) -> bytes:
         """Bytes [start, stop) of the file through huggingface_hub's own client (its hooks, offline mode)."""
         from huggingface_hub import constants
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        from huggingface_hub.utils import (
+            build_hf_headers,
+            get_session,
+            hf_raise_for_status,
+        )
 
         headers = build_hf_headers(token=self._token or False)
         if _origin(url) != _origin(self.endpoint):
