@@ -338,12 +338,15 @@ class _HubSearch(QWidget):
         bottom.addWidget(self.download_button)
         layout.addLayout(bottom)
         self.key: DownloadKey | None = None
+        self._hub_client: Hub | None = None
         window.downloads.progress.connect(self._progress)
         window.downloads.finished.connect(self._finished)
         window.downloads.stopped.connect(self._stopped)
 
     def _hub(self) -> Hub:
-        return Hub(self.window_.library)
+        if self._hub_client is None:  # one per tab: it caches the model headers it has read
+            self._hub_client = Hub(self.window_.library)
+        return self._hub_client
 
     def _search(self) -> None:
         query = self.query.text().strip()
@@ -372,11 +375,14 @@ class _HubSearch(QWidget):
         def done(files: list[RemoteFile]) -> None:
             for remote in files:
                 size = format_size(remote.size) if remote.size else "size unknown"
-                entry = QListWidgetItem(f"{remote.filename}   ·   {size}")
+                fit = remote.fit.label.text if remote.fit else "fit unknown"
+                entry = QListWidgetItem(f"{remote.filename}   ·   {size}   ·   {fit}")
+                entry.setToolTip(remote.fit.reason if remote.fit else (remote.fit_problem or ""))
                 entry.setData(Qt.ItemDataRole.UserRole, remote)
                 self.files.addItem(entry)
 
-        run_task(lambda: hub.list_gguf_files(repo_id), done,
+        machine, n_ctx = self.window_.machine, self.window_.settings.context_size
+        run_task(lambda: hub.list_gguf_files(repo_id, machine=machine, n_ctx=n_ctx), done,
                  lambda error: self.status.setText(user_message(error, self.window_.paths.log_file)))
 
     def _download(self) -> None:

@@ -6,6 +6,8 @@ import shutil
 
 import pytest
 from hub_server import FakeHub, fake_hub  # noqa: F401 - the fixture
+
+from slmchat.core.hardware import detect_machine
 from PySide6.QtWidgets import QMessageBox
 
 from slmchat.core.catalog import load_catalog
@@ -55,8 +57,9 @@ def test_cancel_during_a_stalled_download_registers_nothing(qtbot, manager, fake
     assert not any(window.paths.downloads.glob("*.part"))
 
 
-def test_hub_search_lists_repos_and_their_files(qtbot, manager):
+def test_hub_search_lists_repos_and_their_files_with_fit_labels(qtbot, manager):
     window, dialog, _card = manager
+    window.set_machine(detect_machine(probe_backend=False))  # as start-up does, off the GUI thread
     search = dialog.tabs.widget(2)
     search.query.setText("360M")
     search.query.returnPressed.emit()
@@ -65,6 +68,8 @@ def test_hub_search_lists_repos_and_their_files(qtbot, manager):
     search.repos.setCurrentRow(0)
     qtbot.waitUntil(lambda: search.files.count() == 1, timeout=30_000)
     assert FILE in search.files.item(0).text()
+    assert search.files.item(0).text().endswith("Fits")  # read from the file's header on the hub
+    assert "GB" in search.files.item(0).toolTip()
 
 
 def test_importing_a_gguf_adds_it_to_my_models(qtbot, manager, smollm2_path, tmp_path, monkeypatch):
