@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
 import tiny_gguf
@@ -49,24 +48,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def with_f16_token_types(source: Path, target: Path) -> Path:
     """A copy whose token-type embeddings are F16: a valid GGUF that gguf_check accepts, but
     llama.cpp's CPU add has no F32 + F16 kernel and aborts the process at the first batch."""
-    reader = gguf.GGUFReader(source)
-    writer = gguf.GGUFWriter(str(target), str(reader.get_field("general.architecture").contents()))
-    for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name == "general.architecture":
-            continue
-        sub_type = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), field.types[0], sub_type)
-    for tensor in reader.tensors:
-        if tensor.name == "token_types.weight":
-            writer.add_tensor(tensor.name, np.asarray(tensor.data, dtype=np.float32).astype(np.float16))
-        else:
-            writer.add_tensor(tensor.name, tensor.data, raw_shape=list(reversed(tensor.shape.tolist())),
-                              raw_dtype=tensor.tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return target
+    return tiny_gguf.rewrite(source, target, f16_tensor="token_types.weight")
 
 
 def client(kind: TaskKind, path: Path, home: Path, **limits: float) -> TaskClient:

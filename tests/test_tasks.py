@@ -156,7 +156,7 @@ def test_pooling_follows_the_sentence_transformers_config(bert) -> None:
 
 def test_a_file_that_declares_no_pooling_is_mean_pooled(bert, tmp_path: Path) -> None:
     checkpoint, converted = bert["embedder"]
-    path = tiny_gguf.copy_without(converted, tmp_path / "nopool.gguf", "bert.pooling_type")
+    path = tiny_gguf.rewrite(converted, tmp_path / "nopool.gguf", drop_key="bert.pooling_type")
     assert "bert.pooling_type" not in read_gguf(path).metadata
     with Embedder(path, n_threads=THREADS) as embedder:
         vector = embedder.embed(["the cat sat"])[0]

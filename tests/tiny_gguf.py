@@ -56,18 +56,23 @@ def _write(path: Path, arch: str, configure, weights: dict[str, np.ndarray]) -> 
     writer.close()
 
 
-def copy_without(source: Path, target: Path, key: str) -> Path:
-    """A copy of a GGUF lacking one metadata key (as third-party files may)."""
+def rewrite(source: Path, target: Path, *, drop_key: str | None = None,
+            f16_tensor: str | None = None) -> Path:
+    """A copy of a GGUF, optionally lacking one metadata key (as third-party files may) or with
+    one F32 tensor stored as F16."""
     reader = gguf.GGUFReader(source)
     writer = gguf.GGUFWriter(str(target), str(reader.get_field("general.architecture").contents()))
     for field in reader.fields.values():
-        if field.name == key or field.name.startswith("GGUF.") or field.name == "general.architecture":
+        if field.name == drop_key or field.name.startswith("GGUF.") or field.name == "general.architecture":
             continue
         sub_type = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), field.types[0], sub_type)
     for tensor in reader.tensors:
-        writer.add_tensor(tensor.name, tensor.data, raw_shape=list(reversed(tensor.shape.tolist())),
-                          raw_dtype=tensor.tensor_type)
+        if tensor.name == f16_tensor:
+            writer.add_tensor(tensor.name, np.asarray(tensor.data, dtype=np.float32).astype(np.float16))
+        else:
+            writer.add_tensor(tensor.name, tensor.data, raw_shape=list(reversed(tensor.shape.tolist())),
+                              raw_dtype=tensor.tensor_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
