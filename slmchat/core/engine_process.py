@@ -131,17 +131,8 @@ class EngineClient(ModelProcess):
     def _send_and_start(self, request: tuple) -> GenerationStats:
         """Send a request and wait until the child has rendered the prompt (or refused it)."""
         self._send(request)
-        deadline = time.monotonic() + self._limits.start_timeout_s
-        try:
-            while True:
-                message = self._receive(deadline, "start")
-                if message is None or message[1] != request[1]:
-                    continue
-                if message[0] == "failed":
-                    raise message[2]
-                return message[2]
-        except ChildGone as gone:
-            raise gone.error from None
+        return self._await_answer(request[1], time.monotonic() + self._limits.start_timeout_s, "start")
+
     def _pieces(self, request: tuple, cancel: threading.Event, stats: GenerationStats) -> Iterator[str]:
         request_id = request[1]
         deadline = time.monotonic() + self._limits.prefill_timeout_s

@@ -284,15 +284,26 @@ class ModelProcess:
             self._tell(("cancel", request_id))
         self._send(("call", request_id, method, args, kwargs, stoppable))
         deadline = time.monotonic() + (timeout_s or self._limits.call_timeout_s)
+        try:
+            return self._await_answer(request_id, deadline, "call", cancel, asked_to_stop)
+        finally:
+            if self._cancel is cancel:
+                self._cancel = None
+
+    def _await_answer(self, request_id: int, deadline: float, phase: str,
+                      cancel: threading.Event | None = None, asked_to_stop: bool = False) -> Any:
+        """The child's one answer to `request_id` (skipping late messages of earlier requests);
+        its typed error is raised here. A set `cancel` is passed on, and then the child has
+        `cancel_grace_s` left to answer before it is killed."""
         if asked_to_stop:
             deadline = min(deadline, time.monotonic() + self._limits.cancel_grace_s)
         try:
             while True:
-                if cancel.is_set() and not asked_to_stop:
+                if cancel is not None and cancel.is_set() and not asked_to_stop:
                     asked_to_stop = True
                     self._tell(("cancel", request_id))
                     deadline = min(deadline, time.monotonic() + self._limits.cancel_grace_s)
-                message = self._receive(deadline, "call")
+                message = self._receive(deadline, phase)
                 if message is None or message[1] != request_id:
                     continue
                 if message[0] == "failed":
@@ -300,9 +311,6 @@ class ModelProcess:
                 return message[2]
         except ChildGone as gone:
             raise gone.error from None
-        finally:
-            if self._cancel is cancel:
-                self._cancel = None
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Queue `runner.method(*args, **kwargs)` in the child without waiting for it; the child
