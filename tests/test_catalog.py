@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from slmchat.core import catalog as cat
+from slmchat.core import hardware
 from slmchat.core.catalog import CatalogError, ModelRole, load_catalog, parse_catalog
-from slmchat.core.hardware import GIB, GPU, Backend, Machine
+from slmchat.core.hardware import GIB, GPU, Backend, FitLabel, Machine
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "assets" / "catalog.json"
 ISSUE_4_FAMILIES = {
@@ -169,6 +171,45 @@ def test_recommend_picks_the_largest_chat_model_that_fits(catalog: cat.Catalog) 
     # 8 GB laptop without GPU: models over 4 GB of weights are "slow" on CPU, so a mid-size one.
     assert laptop.default_file.best_size < 4 * 1000**3
     assert workstation.id == "phi-4"
+
+
+def _chat_fit(entry: cat.CatalogEntry, machine: Machine) -> hardware.Fit:
+    return hardware.fit(hardware.estimate_memory(entry.model_shape(), cat.RECOMMEND_CONTEXT), machine)
+
+
+def _sized_chat_models(catalog: cat.Catalog) -> list[cat.CatalogEntry]:
+    return [e for e in catalog.by_role(ModelRole.CHAT) if e.supported and e.model_shape() is not None]
+
+
+def test_recommend_weighs_speed_so_a_two_core_cpu_gets_a_small_model_whatever_its_ram(catalog: cat.Catalog) -> None:
+    two_cores = Machine(total_ram=24 * GIB, available_ram=20 * GIB, physical_cores=2)
+    chosen = catalog.recommend(two_cores)
+    fit = _chat_fit(chosen, two_cores)
+    assert fit.label is FitLabel.FITS and fit.tokens_per_second >= hardware.MIN_CHAT_TOKENS_PER_SECOND
+    assert chosen.parameters < catalog.get("phi-3.5-mini-instruct").parameters
+    # Every larger chat model fits in 20 GB of RAM but would write too slowly on two cores.
+    larger = [e for e in _sized_chat_models(catalog) if e.parameters > chosen.parameters]
+    assert larger and all(_chat_fit(e, two_cores).label is FitLabel.MAY_BE_SLOW for e in larger)
+    assert all(hardware.estimate_memory(e.model_shape(), cat.RECOMMEND_CONTEXT).total < 0.9 * 20 * GIB
+               for e in larger)
+
+
+def test_recommend_gives_more_cores_a_larger_model_and_a_graphics_card_the_largest(catalog: cat.Catalog) -> None:
+    ram = {"total_ram": 24 * GIB, "available_ram": 20 * GIB}
+    two_cores = catalog.recommend(Machine(**ram, physical_cores=2))
+    sixteen_cores = catalog.recommend(Machine(**ram, physical_cores=16))
+    card = GPU("NVIDIA GeForce RTX 4090", 24 * GIB)
+    cuda_on_two_cores = catalog.recommend(Machine(**ram, physical_cores=2, backend=Backend.CUDA, gpus=(card,)))
+    assert two_cores.parameters < sixteen_cores.parameters < cuda_on_two_cores.parameters
+    assert cuda_on_two_cores.id == "phi-4"
+
+
+def test_recommend_on_apple_silicon_uses_the_graphics_chip(catalog: cat.Catalog) -> None:
+    mac = Machine(total_ram=16 * GIB, available_ram=12 * GIB, physical_cores=8, backend=Backend.METAL,
+                  gpus=(GPU("Apple GPU", hardware.apple_gpu_budget(16 * GIB), unified=True),))
+    chosen = catalog.recommend(mac)
+    assert _chat_fit(chosen, mac).tokens_per_second is None
+    assert chosen.parameters > catalog.recommend(dataclasses.replace(mac, backend=Backend.CPU, gpus=())).parameters
 
 
 def test_find_file_maps_a_hub_file_back_to_its_entry(catalog: cat.Catalog) -> None:

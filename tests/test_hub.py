@@ -41,6 +41,7 @@ from slmchat.core.hub import (
     DownloadProgress,
     Hub,
     guess_quantization,
+    model_stem,
 )
 from slmchat.core.library import ModelLibrary, ModelSource
 from slmchat.paths import Paths
@@ -473,12 +474,17 @@ def test_a_server_that_ignores_range_still_gives_the_header(hub, fake_hub, gemma
     assert {g.headers.get("range", "")[:6] for g in fake_hub.downloads_of(gemma_path.name)} == {"bytes="}
 
 
+def sparse_larger_copy(source: Path, target: Path, extra: int) -> Path:
+    """The same header with `extra` more bytes of weights (a sparse file: no disk used)."""
+    shutil.copyfile(source, target)
+    with target.open("r+b") as handle:
+        handle.truncate(source.stat().st_size + extra)
+    return target
+
+
 def test_each_file_of_a_repo_is_labelled_by_its_own_size(hub, fake_hub, smollm2_path, tmp_path):
     """One header per repo; a larger quantization of the same model needs more memory."""
-    larger = tmp_path / "SmolLM2-135M-Instruct.F16.gguf"  # the same header, 1 GB more weights (a sparse file)
-    shutil.copyfile(smollm2_path, larger)
-    with larger.open("r+b") as handle:
-        handle.truncate(smollm2_path.stat().st_size + 1000**3)
+    larger = sparse_larger_copy(smollm2_path, tmp_path / "SmolLM2-135M-Instruct.F16.gguf", 1000**3)
     fake_hub.add_repo("test-org/Two-GGUF", {smollm2_path.name: smollm2_path, larger.name: larger})
     machine = hardware.Machine(total_ram=10**9, available_ram=10**9, physical_cores=2)
 
@@ -488,6 +494,97 @@ def test_each_file_of_a_repo_is_labelled_by_its_own_size(hub, fake_hub, smollm2_
     assert big.fit.estimate.weights - small.fit.estimate.weights == 1000**3
     assert small.fit.estimate.weights == check_gguf(smollm2_path).tensor_bytes
     assert (small.fit.label, big.fit.label) == (hardware.FitLabel.FITS, hardware.FitLabel.WONT_FIT)
+
+
+@pytest.mark.parametrize(
+    ("filename", "stem"),
+    [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct"),
+        ("SmolLM2-135M-Instruct-F16.gguf", "smollm2-135m-instruct"),
+        ("Llama-3.2-1B-Instruct-Q4_K_M-00001-of-00002.gguf", "llama-3-2-1b-instruct"),
+        ("Llama-3.2-1B-Instruct-Q8_0.gguf", "llama-3-2-1b-instruct"),
+        ("Llama-3.2-3B-Instruct-Q8_0.gguf", "llama-3-2-3b-instruct"),
+        ("qwen2-0_5b-instruct-q8_0.gguf", "qwen2-0-5b-instruct"),
+        ("model.gguf", "model"),
+    ],
+)
+def test_files_of_one_model_share_a_stem_whatever_their_quantization_or_split(filename, stem):
+    assert model_stem(filename) == stem
+
+
+def test_a_repo_of_several_models_labels_each_file_from_its_own_models_header(
+    hub, fake_hub, smollm2_path, gemma_path, tmp_path
+):
+    """Two models, a second quantization of one of them and a vision projector in one repo."""
+    larger = sparse_larger_copy(smollm2_path, tmp_path / "SmolLM2-135M-Instruct.F16.gguf", 1000**3)
+    projector = "mmproj-SmolLM2-135M-f16.gguf"
+    fake_hub.add_repo("test-org/Mixed-GGUF", {smollm2_path.name: smollm2_path, gemma_path.name: gemma_path,
+                                              larger.name: larger, projector: smollm2_path})
+
+    listed = {f.filename: f for f in hub.list_gguf_files("test-org/Mixed-GGUF", machine=ROOMY)}
+
+    assert sorted(listed) == sorted([smollm2_path.name, gemma_path.name, larger.name])  # no projector
+    assert listed[smollm2_path.name].fit == fit_of_downloaded(smollm2_path, ROOMY)
+    assert listed[gemma_path.name].fit == fit_of_downloaded(gemma_path, ROOMY)
+    weights = {name: listed[name].fit.estimate.weights for name in listed}
+    assert weights[larger.name] - weights[smollm2_path.name] == 1000**3  # labelled from SmolLM2's header
+    assert fake_hub.downloads_of(larger.name) == fake_hub.downloads_of(projector) == []  # two headers read
+
+
+@pytest.fixture(scope="module")
+def smollm2_in_three_parts(tmp_path_factory, smollm2_path) -> list[Path]:
+    """SmolLM2 split by gguf's own writer the way llama.cpp's gguf-split does: "-0000N-of-00003.gguf"."""
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    reader = GGUFReader(smollm2_path)
+    target = tmp_path_factory.mktemp("split") / "SmolLM2-135M-Instruct-Q4_1.gguf"
+    writer = GGUFWriter(target, str(reader.get_field("general.architecture").contents()),
+                        split_max_tensors=-(-len(reader.tensors) // 3))
+    for field in reader.fields.values():
+        if not field.name.startswith("GGUF.") and field.name != "general.architecture":
+            sub_type = field.types[1] if field.types[0] == GGUFValueType.ARRAY else None
+            writer.add_key_value(field.name, field.contents(), field.types[0], sub_type)
+    for tensor in reader.tensors:
+        writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file(target)
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    parts = sorted(target.parent.glob("*-of-00003.gguf"))
+    assert len(parts) == 3
+    return parts
+
+
+def test_a_split_model_is_one_choice_sized_as_its_parts_that_says_it_cannot_be_downloaded_yet(
+    hub, fake_hub, smollm2_path, smollm2_in_three_parts
+):
+    files = {part.name: part for part in reversed(smollm2_in_three_parts)}  # in no particular order
+    fake_hub.add_repo("test-org/Split-GGUF", files | {smollm2_path.name: smollm2_path})
+
+    listed = hub.list_gguf_files("test-org/Split-GGUF", machine=ROOMY)
+
+    (split,) = [f for f in listed if f.parts]
+    assert split.filename == smollm2_in_three_parts[0].name  # the part llama.cpp opens
+    assert split.parts == tuple(part.name for part in smollm2_in_three_parts)
+    assert split.size == sum(part.stat().st_size for part in smollm2_in_three_parts)
+    assert (split.quantization, split.sha256, split.fit) == ("Q4_1", None, None)
+    assert "split into 3 files" in split.fit_problem and "cannot download" in split.fit_problem
+    assert split.fit_text == "split into 3 files: not supported"  # what the CLI and the hub tab show
+    (single,) = [f for f in listed if not f.parts]
+    assert single.fit == fit_of_downloaded(smollm2_path, ROOMY)
+    assert all(fake_hub.downloads_of(part.name) == [] for part in smollm2_in_three_parts)
+
+
+def test_downloading_a_part_of_a_split_model_is_refused_before_any_request(
+    hub, fake_hub, library, smollm2_in_three_parts
+):
+    """Each part alone would be registered as a model; parts 2 and 3 are not even valid on their own."""
+    fake_hub.add_repo("test-org/Split-GGUF", {part.name: part for part in smollm2_in_three_parts})
+    for part in smollm2_in_three_parts:
+        with pytest.raises(UnsupportedModel, match="split into 3 files"):
+            hub.download("test-org/Split-GGUF", part.name)
+        assert library.find_download("test-org/Split-GGUF", part.name) is None
+    assert fake_hub.requests == []
 
 
 def test_a_hostile_header_on_the_hub_gets_the_same_typed_outcome_as_on_disk(hub, fake_hub, smollm2_path, tmp_path):

@@ -117,7 +117,7 @@ def _resolve_source(args: argparse.Namespace, catalog: Catalog, hub: Hub) -> tup
     if "/" in args.source:
         listed = hub.list_gguf_files(args.source, machine=hardware.detect_machine(), n_ctx=RECOMMEND_CONTEXT)
         files = ", ".join(
-            f"{f.filename} ({_size(f.size)}, {f.fit.label.text if f.fit else 'fit unknown'})" for f in listed
+            f"{f.filename} ({_size(f.size)}, {f.fit_text})" for f in listed
         ) or "none"
         raise DownloadError(f"Say which file of {args.source} to download. Its GGUF files: {files}.")
     try:

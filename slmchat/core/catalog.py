@@ -171,7 +171,9 @@ class Catalog:
         """The best chat model for this machine: the largest that fits, else the smallest.
 
         "Fits" is judged at RECOMMEND_CONTEXT tokens from the catalog's own size and shape
-        facts; models whose size is unknown are skipped rather than guessed.
+        facts, and includes speed: on a CPU-only machine a model that would write slower than
+        people read is not recommended however much RAM is free. Models whose size is unknown
+        are skipped rather than guessed.
         """
         candidates = []
         for entry in self.entries:

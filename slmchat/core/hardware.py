@@ -1,8 +1,8 @@
-"""What this machine has (RAM, GPU, llama.cpp backend) and whether a model will fit on it.
+"""What this machine has (RAM, cores, GPU, llama.cpp backend) and whether a model will fit and run fast enough.
 
 Detection (`detect_machine`) touches the system; everything after it — the memory estimate,
-the fit label, the context that fits — is a pure function of plain records, so decisions for
-CUDA, Metal or CPU-only machines are tested with constructed `Machine` records.
+the CPU speed estimate, the fit label, the context that fits — is a pure function of plain
+records, so decisions for CUDA, Metal or CPU-only machines are tested with constructed `Machine`s.
 
 The estimate mirrors the buffers llama.cpp itself allocates (its load log prints them:
 "model buffer", "KV buffer", "compute buffer", "output buffer") and was calibrated against
@@ -56,9 +56,29 @@ OS_RESERVE_BYTES = int(1.5 * GIB)
 APPLE_GPU_SHARE_SMALL = 0.66
 APPLE_GPU_SHARE_LARGE = 0.75
 APPLE_SHARE_THRESHOLD = 36 * 1000**3
-# CPU decoding reads every weight once per token; typical laptop DRAM streams ~20 GB/s, so a
-# model whose weights exceed this yields fewer than ~5 words a second on CPU alone.
-CPU_SLOW_WEIGHTS_BYTES = 4 * 1000**3
+# How fast a model writes on the CPU alone. Decoding one token reads every weight once, plus the
+# conversation memory (KV cache) written so far, so the speed is the bytes the cores can stream
+# per second divided by the bytes read per token.
+# Per core: measured on the development machine (AMD EPYC Zen 5 KVM guest, 2 cores, AVX-512,
+# llama-cpp-python 0.3.36; docs/BENCHMARKS.md, "decode speed" via benchmarks/decode_ratio.py):
+# SmolLM2-135M-Instruct Q4_1, 96.6 MB of weights, decodes at 152 tok/s in the app with 2 threads
+# (14.7 GB/s of weights; llama-bench alone 179 tok/s) and 147 tok/s with 1 thread. We take the
+# app's 2-thread figure per core, rounded down: 7 GB/s. Counting the cache's bytes too: at a KV
+# depth of 1,600 tokens llama-bench's tg64 ran at about 0.6 of its depth-0 speed (same page,
+# 111-113 tok/s), this estimate says 0.70. Older or low-power cores are slower than this one.
+CPU_BYTES_PER_SECOND_PER_CORE = 7 * 1000**3
+# Cores share the memory bus, so beyond a few cores decoding is bound by RAM bandwidth. Peak is
+# 25.6 GB/s for one channel of DDR4-3200 and 51.2 GB/s for two; streaming reaches ~80 % of peak.
+# 20 GB/s is a conservative sustained figure for laptops and desktops (Apple chips and servers
+# have more; a GPU backend is judged by its memory instead).
+RAM_BYTES_PER_SECOND = 20 * 1000**3
+# Below this a chat user waits for the text instead of reading it: people read about 4 words a
+# second silently (238 words a minute, Brysbaert 2019 meta-analysis), about 5.3 tokens. 8 tokens
+# a second (6 words) keeps ahead of reading with a margin for slower cores and long prompts.
+MIN_CHAT_TOKENS_PER_SECOND = 8.0
+# English text is about 3/4 of a word per token in the BPE vocabularies of chat models (OpenAI's
+# published rule of thumb); the user is told words, not tokens.
+WORDS_PER_TOKEN = 0.75
 
 
 class Backend(str, enum.Enum):
@@ -181,6 +201,7 @@ class Fit:
     label: FitLabel
     reason: str
     estimate: MemoryEstimate
+    tokens_per_second: float | None = None  # expected decode speed on the CPU; None when a GPU runs it
 
 
 # --- the estimate -------------------------------------------------------------------------
@@ -260,7 +281,51 @@ def apple_gpu_budget(total_ram: int) -> int:
 
 
 def fit(estimate: MemoryEstimate, machine: Machine) -> Fit:
-    """Label a model for this machine, with the numbers behind the label in `reason`."""
+    """Label a model for this machine, with the numbers behind the label in `reason`.
+
+    Memory first (does it load at all, and without closing programs), then, where the CPU runs
+    it, speed: a model that fits but writes slower than people read "may be slow". A model that
+    fits on a GPU is fast, so its label is about memory alone.
+    """
+    memory = _memory_fit(estimate, machine)
+    if machine.gpu_offload or memory.label is FitLabel.WONT_FIT:
+        return memory
+    return _with_cpu_speed(memory, machine)
+
+
+def cpu_tokens_per_second(estimate: MemoryEstimate, physical_cores: int) -> float:
+    """The expected decode speed on the CPU alone, in tokens a second.
+
+    Each token reads all the weights and the conversation memory so far; the cache counts at
+    half the context, the average over a conversation that fills it. The cores stream bytes at
+    CPU_BYTES_PER_SECOND_PER_CORE each, together no faster than RAM_BYTES_PER_SECOND.
+    """
+    streamed = min(max(1, physical_cores) * CPU_BYTES_PER_SECOND_PER_CORE, RAM_BYTES_PER_SECOND)
+    return streamed / max(1, estimate.weights + estimate.kv_cache // 2)
+
+
+def _with_cpu_speed(memory: Fit, machine: Machine) -> Fit:
+    """`memory`'s label, made "may be slow" when the CPU would write slower than people read."""
+    speed = cpu_tokens_per_second(memory.estimate, machine.physical_cores)
+    cores = f"your {machine.physical_cores} processor core{'s' if machine.physical_cores != 1 else ''}"
+    words = f"about {_words_per_second(speed)} a second"
+    if speed >= MIN_CHAT_TOKENS_PER_SECOND:
+        reason = f"{memory.reason} On {cores} it should write {words}."
+        return dataclasses.replace(memory, reason=reason, tokens_per_second=speed)
+    reason = (f"{memory.reason} On {cores} it would write only {words}, slower than you read; "
+              f"a smaller model answers faster.")
+    return Fit(FitLabel.MAY_BE_SLOW, reason, memory.estimate, speed)
+
+
+def _words_per_second(tokens_per_second: float) -> str:
+    words = tokens_per_second * WORDS_PER_TOKEN
+    if words < 1:
+        return "less than one word"
+    return "one word" if round(words) == 1 else f"{round(words)} words"
+
+
+def _memory_fit(estimate: MemoryEstimate, machine: Machine) -> Fit:
+    """The label memory alone gives (the context search uses it: speed does not depend on it)."""
     if machine.gpu_offload:
         gpu = max(machine.gpus, key=lambda g: g.vram_free)
         return _fit_unified(estimate, machine) if gpu.unified else _fit_gpu(estimate, machine, gpu)
@@ -282,13 +347,6 @@ def _fit_cpu(estimate: MemoryEstimate, machine: Machine) -> Fit:
                 estimate,
             )
         return _too_big(estimate, machine)
-    if estimate.weights > CPU_SLOW_WEIGHTS_BYTES:
-        return Fit(
-            FitLabel.MAY_BE_SLOW,
-            f"{what}; it fits in your {_gb(machine.available_ram)} of free RAM, but without a "
-            f"supported graphics card it will write only a few words a second.",
-            estimate,
-        )
     return Fit(FitLabel.FITS, f"{what}; you have {_gb(machine.available_ram)} of RAM free.", estimate)
 
 
@@ -345,12 +403,13 @@ def max_context_that_fits(
 ) -> int:
     """The largest context (≤ wanted and ≤ the trained context) with the best label reachable.
 
-    A model that only "may be slow" even at the smallest context still gets the largest
-    context that stays "may be slow"; one that won't fit at all raises NotEnoughMemory.
+    Judged by memory alone: a slow CPU is no reason to cut the context the user asked for. A model
+    that only "may be slow" even at the smallest context still gets the largest context that
+    stays "may be slow"; one that won't fit at all raises NotEnoughMemory.
     """
     ceiling = min(wanted, info.context_length or wanted)
     floor = min(MIN_CONTEXT, ceiling)
-    best = _LABEL_RANK[fit(estimate_memory(info, floor, kv_type_bytes), machine).label]
+    best = _LABEL_RANK[_memory_fit(estimate_memory(info, floor, kv_type_bytes), machine).label]
     if best == _LABEL_RANK[FitLabel.WONT_FIT]:
         need = estimate_memory(info, floor, kv_type_bytes)
         raise NotEnoughMemory(
@@ -360,7 +419,7 @@ def max_context_that_fits(
         )
 
     def ok(n_ctx: int) -> bool:
-        return _LABEL_RANK[fit(estimate_memory(info, n_ctx, kv_type_bytes), machine).label] <= best
+        return _LABEL_RANK[_memory_fit(estimate_memory(info, n_ctx, kv_type_bytes), machine).label] <= best
 
     if ok(ceiling):
         return ceiling

@@ -85,6 +85,14 @@ _QUANT = re.compile(
     r"(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
+# llama.cpp's gguf-split names: "<name>-00001-of-00003.gguf"; llama.cpp loads the first part and
+# finds the others beside it by these names.
+_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+# A vision model's image projector ("mmproj-model-f16.gguf"): a CLIP encoder, not a chat model.
+_PROJECTOR = re.compile(r"mmproj", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[-_. ]+")
+SPLIT_PROBLEM = ("This model is split into {count} files, and slmchat cannot download split models yet. "
+                 "Choose a quantization that comes in one file.")
 
 
 # --- names from outside ---------------------------------------------------------------------
@@ -128,6 +136,25 @@ def guess_quantization(filename: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
+def split_part(filename: str) -> tuple[int, int] | None:
+    """(part, of how many) for a part of a split model ("x-00002-of-00003.gguf" -> (2, 3)), else None."""
+    match = _SPLIT.search(filename)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def model_stem(filename: str) -> str:
+    """What the files of one model in a repo share: the name without split numbering, quantization
+    and `.gguf`, separators and case evened out ("SmolLM2-135M.Q4_1.gguf" -> "smollm2-135m").
+
+    Files with the same stem are quantizations of one model and share its shape; a name whose
+    quantization is not recognised keeps a stem of its own, which costs a header read, not a
+    wrong label.
+    """
+    stem = _SPLIT.sub("", filename)
+    stem = stem[: -len(".gguf")] if stem.lower().endswith(".gguf") else stem
+    return _SEPARATORS.sub("-", _QUANT.sub("", stem)).strip("-").lower()
+
+
 # --- records ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DownloadProgress:
@@ -157,7 +184,15 @@ class RemoteFile:
     sha256: str | None
     quantization: str | None
     fit: hardware.Fit | None = None  # filled when the listing was asked for a machine
-    fit_problem: str | None = None  # why there is no fit label (header unreadable, size unknown, ...)
+    fit_problem: str | None = None  # why there is no fit label (header unreadable, split, size unknown, ...)
+    parts: tuple[str, ...] = ()  # a split model's files, first to last (`filename` is the first)
+
+    @property
+    def fit_text(self) -> str:
+        """The label a listing shows; the full story is `fit.reason` or `fit_problem`."""
+        if self.fit is not None:
+            return self.fit.label.text
+        return f"split into {len(self.parts)} files: not supported" if self.parts else "fit unknown"
 
 
 ProgressCallback = Callable[[DownloadProgress], None]
@@ -355,26 +390,46 @@ class Hub:
     def list_gguf_files(
         self, repo_id: str, *, machine: hardware.Machine | None = None, n_ctx: int = FIT_CONTEXT
     ) -> list[RemoteFile]:
-        """The repo's `.gguf` files with size, sha256 and quantization; unsafe names are left out.
+        """The repo's chat model files with size, sha256 and quantization, one entry per choice.
 
-        With a `machine`, each file also gets a fit label at `n_ctx` tokens (capped at the model's
-        trained context). Only ONE header per repo is fetched: a repo's quantizations share the
-        model's shape and differ in their weights, which each file's own size gives.
+        Unsafe names and image projectors (`mmproj`) are left out. The parts of a split model are one
+        entry: the first part's name, the parts' total size, and a `fit_problem` instead of a label,
+        because slmchat downloads single files only.
+
+        With a `machine`, each file gets a fit label at `n_ctx` tokens (capped at the model's trained
+        context). One header is fetched per model (files with one `model_stem`): a model's
+        quantizations share its shape and differ in their weights, which each file's own size gives;
+        a repo that holds several models gets each file labelled from its own model's header.
         """
         check_repo_id(repo_id)
         api = self._api()
         with _translated(repo_id):
             info = api.model_info(repo_id, files_metadata=True)
-        files = self._gguf_siblings(repo_id, info)
-        if machine is None or not files:
+        files = _join_split_parts(self._gguf_siblings(repo_id, info))
+        if machine is None:
             return files
         revision = info.sha if isinstance(info.sha, str) and _COMMIT.fullmatch(info.sha) else "main"
+        shapes: dict[str, GGUFInfo | SlmchatError] = {}
+        labelled = []
+        for file in files:
+            if file.parts:
+                labelled.append(file)
+                continue
+            stem = model_stem(file.filename)
+            if stem not in shapes:
+                shapes[stem] = self._shape_or_error(repo_id, file.filename, revision)
+            shape = shapes[stem]
+            labelled.append(dataclasses.replace(file, fit_problem=str(shape)) if isinstance(shape, SlmchatError)
+                            else _with_fit(file, shape, machine, n_ctx))
+        return labelled
+
+    def _shape_or_error(self, repo_id: str, filename: str, revision: str) -> GGUFInfo | SlmchatError:
+        """The header of one file of a model, or why it cannot be read (the listing still shows the files)."""
         try:
-            shape = self.remote_info(repo_id, files[0].filename, revision=revision)
+            return self.remote_info(repo_id, filename, revision=revision)
         except (ModelFileError, DownloadError) as error:  # a gated repo, a damaged or unsupported header
-            log.info("no fit labels for %s: %s (%s)", repo_id, error, getattr(error, "detail", ""))
-            return [dataclasses.replace(f, fit_problem=str(error)) for f in files]
-        return [_with_fit(f, shape, machine, n_ctx) for f in files]
+            log.info("no fit labels for %s/%s: %s (%s)", repo_id, filename, error, getattr(error, "detail", ""))
+            return error
 
     def _gguf_siblings(self, repo_id: str, info: Any) -> list[RemoteFile]:
         files = []
@@ -385,6 +440,9 @@ class Hub:
                 check_filename(sibling.rfilename)
             except UnsafeName:
                 log.warning("repo %s lists an unsafe file name %r; skipped", repo_id, sibling.rfilename)
+                continue
+            if _PROJECTOR.search(sibling.rfilename):
+                log.info("repo %s: %s is an image projector, not a chat model; not listed", repo_id, sibling.rfilename)
                 continue
             sha256 = sibling.lfs.sha256 if sibling.lfs else None
             files.append(RemoteFile(repo_id, sibling.rfilename, sibling.size, sha256, guess_quantization(sibling.rfilename)))
@@ -476,12 +534,17 @@ class Hub:
         Continues from the bytes of an earlier attempt (paused, cut off, or in a closed app) when they
         belong to the same upload. Raises DownloadPaused (bytes kept), DownloadCancelled (bytes
         deleted), DownloadVerificationFailed (bytes deleted, nothing registered), NotEnoughDiskSpace
-        (checked before any byte is fetched), Hub* errors, or gguf_check's errors for a bad file.
+        (checked before any byte is fetched), UnsupportedModel for a part of a split model (before
+        any request: its parts would be registered as separate, unusable models), Hub* errors, or
+        gguf_check's errors for a bad file.
         `expected_sha256` (from the catalog) must agree with the hub's.
         """
         check_repo_id(repo_id)
         check_filename(filename)
         check_revision(revision)
+        part = split_part(filename)
+        if part is not None:
+            raise UnsupportedModel(SPLIT_PROBLEM.format(count=part[1]), detail=f"{repo_id}/{filename}")
         control = control or DownloadControl()
         hf = _hf()
         partial = self._library.partial(repo_id, filename)
@@ -617,8 +680,36 @@ class Hub:
         return _hf().HfApi(endpoint=self.endpoint, token=self._token or False)
 
 
+def _join_split_parts(files: list[RemoteFile]) -> list[RemoteFile]:
+    """`files` with the parts of each split model joined into one entry where its first part was listed.
+
+    The entry is named after its first part (the one llama.cpp opens) and sized as the parts together;
+    it carries no sha256 (each part has its own) and says why it gets no fit label.
+    """
+    splits: dict[str, list[tuple[int, int, RemoteFile]]] = {}  # name without numbering: (part, count, file)
+    for file in files:
+        part = split_part(file.filename)
+        if part is not None:
+            splits.setdefault(_SPLIT.sub("", file.filename), []).append((*part, file))
+    joined = []
+    for file in files:
+        if split_part(file.filename) is None:
+            joined.append(file)
+            continue
+        parts = sorted(splits.pop(_SPLIT.sub("", file.filename), []), key=lambda found: found[0])
+        if not parts:  # joined at its first part already
+            continue
+        sizes = [found.size for _, _, found in parts if found.size is not None]
+        joined.append(RemoteFile(
+            file.repo_id, parts[0][2].filename, sum(sizes) if len(sizes) == len(parts) else None, None,
+            file.quantization, fit_problem=SPLIT_PROBLEM.format(count=max(count for _, count, _ in parts)),
+            parts=tuple(found.filename for _, _, found in parts),
+        ))
+    return joined
+
+
 def _with_fit(file: RemoteFile, shape: GGUFInfo, machine: hardware.Machine, n_ctx: int) -> RemoteFile:
-    """`file` labelled for `machine`: `shape` (another file of the repo, maybe) with this file's weights.
+    """`file` labelled for `machine`: `shape` (another quantization of its model, maybe) with this file's weights.
 
     The bytes of a file that are not weights (metadata, tensor table, padding) hardly differ between
     a repo's quantizations, so this file's weights are its size minus `shape`'s non-weight bytes.

@@ -375,8 +375,7 @@ class _HubSearch(QWidget):
         def done(files: list[RemoteFile]) -> None:
             for remote in files:
                 size = format_size(remote.size) if remote.size else "size unknown"
-                fit = remote.fit.label.text if remote.fit else "fit unknown"
-                entry = QListWidgetItem(f"{remote.filename}   ·   {size}   ·   {fit}")
+                entry = QListWidgetItem(f"{remote.filename}   ·   {size}   ·   {remote.fit_text}")
                 entry.setToolTip(remote.fit.reason if remote.fit else (remote.fit_problem or ""))
                 entry.setData(Qt.ItemDataRole.UserRole, remote)
                 self.files.addItem(entry)
