@@ -18,9 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlite_utils import Database
+
 from slmchat.core.errors import StoreError
 from slmchat.core.generation import GenerationSettings, GenerationStats, Role
-from slmchat.core.store_open import connect_read_only, open_database
+from slmchat.core.store_open import connect, connect_read_only, open_database
 from slmchat.core.store_reader import Reader
 from slmchat.core.store_records import (
     STATUS_FOR_REASON,
@@ -33,7 +35,7 @@ from slmchat.core.store_records import (
     utc_now,
 )
 
-__all__ = ["KEEP", "Reader", "Store", "auto_title"]
+__all__ = ["KEEP", "Reader", "Store", "auto_title", "purge_file"]
 
 TITLE_LENGTH = 60
 
@@ -55,6 +57,27 @@ def auto_title(text: str) -> str:
         return line
     cut = line[:TITLE_LENGTH].rsplit(" ", 1)[0] or line[:TITLE_LENGTH]
     return cut.rstrip(" ,.;:") + "…"
+
+
+def purge_file(path: Path) -> bool:
+    """`Store.purge` for a worker thread, on a writing connection of its own, closed after.
+
+    The one exception to a single writer: the rewrite takes ~100 ms per 10 MB, too long for the
+    GUI thread, and SQLite's locks make the GUI's writer wait for it (busy timeout) meanwhile.
+    """
+    db = connect(path)
+    try:
+        return _purge(db)
+    finally:
+        db.close()
+
+
+def _purge(db: Database) -> bool:
+    for fts in ("messages_fts", "conversations_fts"):
+        db.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
+    db.vacuum()
+    busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    return busy == 0
 
 
 class Store(Reader):
@@ -170,11 +193,7 @@ class Store(Reader):
         big database (it rewrites the whole file): run it after emptying the trash, not per
         message. False means an open reader kept the log from being emptied; run it again later.
         """
-        for fts in ("messages_fts", "conversations_fts"):
-            self.db.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
-        self.db.vacuum()
-        busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        return busy == 0
+        return _purge(self.db)
 
     # --- messages -------------------------------------------------------------------------
     def add_user_message(self, conversation_id: int, text: str) -> Message:

@@ -4,16 +4,19 @@ A `QListView` over `ChatModel` (a `QAbstractListModel`) with `MessageDelegate` p
 message from a `QTextDocument` built once and kept until the message, the width or the theme
 changes; a message not yet drawn gets an estimated height, so opening a long chat renders only
 what is on screen. While a reply streams, only the growing message is rendered again, when its text
-changes (the worker delivers text in ~30 ms batches), so a 500-message chat streams as cheaply as
-a short one. Buttons (Copy, Regenerate, ‹ 2/3 › …) are links inside the documents; the view turns
-clicks on them into `action` signals.
+changes (the worker delivers text in ~30 ms batches), and of it only the blocks still growing
+(`stream_blocks`); the list places its rows again only when that message's height changes, each
+row answering from a height it remembers (a dict lookup by row), so a 500-message chat and a long
+reply stream as smoothly as a short one. Buttons (Copy, Regenerate, ‹ 2/3 ›
+…) are links inside the documents; the view turns clicks on them into `action` signals.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -46,7 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slmchat.gui import markdown
+from slmchat.gui import markdown, stream_blocks
 from slmchat.gui.theme import Theme
 
 COLUMN_MAX_WIDTH = 760
@@ -54,6 +57,7 @@ SIDE_MARGIN = 24
 ROW_PADDING = 10
 BUBBLE_PADDING = 12
 FOOTER_GAP = 4
+PART_GAP = 6  # between the separately drawn blocks of a streaming reply: the margins a whole one has
 
 
 class Action(str, enum.Enum):
@@ -183,9 +187,18 @@ MAX_CACHED_LAYOUTS = 3000
 class _Layout:
     key: tuple
     height: int
-    docs: list[tuple[QTextDocument, QPointF]]
+    docs: list[tuple[QTextDocument, QPointF, int]]  # each with the number of code blocks before it
     bubble: QRectF | None
     code_blocks: list[str]
+
+
+@dataclass
+class _Settled:
+    """The settled blocks of a streaming reply (`stream_blocks`), each rendered once."""
+
+    key: tuple  # (column width, theme, font): a change renders them again
+    text: str  # what they show: the start of the reply
+    parts: list[tuple[QTextDocument, list[str]]]  # a document and its code blocks, per block
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -195,8 +208,11 @@ class MessageDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self._theme = theme
         self._layouts: dict[Any, _Layout] = {}
-        self._hinted: dict[Any, int] = {}  # the height sizeHint last gave each message
+        # What sizeHint last answered for each row, with the width it was for: the list asks every
+        # row again on each layout, and most rows have not changed since.
+        self._hints: dict[int, tuple[int, QSize]] = {}
         self._estimates: dict[Any, tuple[tuple, int]] = {}  # heights of messages not drawn yet
+        self._settled: dict[Any, _Settled] = {}  # per streaming reply
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
         self._fix_heights = QTimer(self, singleShot=True, interval=0)
         self._fix_heights.timeout.connect(lambda: self.sizeHintChanged.emit(QModelIndex()))
@@ -206,9 +222,25 @@ class MessageDelegate(QStyledItemDelegate):
         self.forget()
 
     def forget(self) -> None:
-        """Drop every cached layout (after a font change)."""
+        """Drop every cached layout and height (after a font or theme change)."""
         self._layouts.clear()
         self._estimates.clear()
+        self._settled.clear()
+        self._hints.clear()
+
+    def forget_rows(self, first: int = 0) -> None:
+        """Drop the heights remembered for rows `first` and below (rows were inserted or removed there)."""
+        for row in [row for row in self._hints if row >= first]:
+            del self._hints[row]
+
+    def forget_height(self, row: int) -> None:
+        """The list must ask `row` again: its message changed height."""
+        self._hints.pop(row, None)
+
+    def hinted_height(self, row: int) -> int | None:
+        """The height the list was last given for `row`, or None if it has not asked since a change."""
+        hint = self._hints.get(row)
+        return hint[1].height() if hint is not None else None
 
     # --- layout ---------------------------------------------------------------------------
     def _document(self, html: str, font: QFont, width: float) -> QTextDocument:
@@ -276,22 +308,51 @@ class MessageDelegate(QStyledItemDelegate):
                             inner + 2 * BUBBLE_PADDING, body.size().height() + 2 * BUBBLE_PADDING)
             body_pos = QPointF(bubble.left() + BUBBLE_PADDING, bubble.top() + BUBBLE_PADDING)
             footer_top = bubble.bottom() + FOOTER_GAP
+            docs = [(body, body_pos, 0)]
+            code_blocks: list[str] = []
         else:
-            rendered = markdown.render(message.text, self._theme) if message.text else markdown.Rendered(
-                html=f'<p style="color:{self._theme["muted"]};">Thinking…</p>'
-            )
-            body = self._document(rendered.html, font, column)
             bubble = None
-            body_pos = QPointF(left, ROW_PADDING)
-            footer_top = ROW_PADDING + body.size().height() + FOOTER_GAP
+            docs, code_blocks = [], []
+            footer_top = ROW_PADDING
+            for body, blocks in self._body_parts(message, font, column):
+                docs.append((body, QPointF(left, footer_top), len(code_blocks)))
+                code_blocks += blocks
+                footer_top += body.size().height() + PART_GAP
+            footer_top += FOOTER_GAP - PART_GAP
         footer = self._document(self._footer_html(message), small, column)
-        docs = [(body, body_pos), (footer, QPointF(left, footer_top))]
+        docs.append((footer, QPointF(left, footer_top), len(code_blocks)))
         height = int(footer_top + footer.size().height() + ROW_PADDING)
-        layout = _Layout(key=key, height=height, docs=docs, bubble=bubble, code_blocks=rendered.code_blocks)
+        layout = _Layout(key=key, height=height, docs=docs, bubble=bubble, code_blocks=code_blocks)
         if len(self._layouts) >= MAX_CACHED_LAYOUTS:
-            self.forget()
+            self._layouts.clear()  # the heights already given stay right: only the drawings go
+            self._estimates.clear()
+            self._settled.clear()
         self._layouts[message.id] = layout
         return layout
+
+    def _body_parts(self, message: MessageView, font: QFont, column: int) -> list[tuple[QTextDocument, list[str]]]:
+        """An assistant message's body: one document, or for a streaming reply its settled
+        blocks (rendered once, kept) and the growing rest (rendered on each update)."""
+        if not message.text:
+            html = f'<p style="color:{self._theme["muted"]};">Thinking…</p>'
+            return [(self._document(html, font, column), [])]
+        if not message.streaming:
+            self._settled.pop(message.id, None)
+            return [self._part(message.text, font, column)]
+        key = (column, self._theme.name, font.key())
+        settled = self._settled.get(message.id)
+        if settled is None or settled.key != key or not message.text.startswith(settled.text):
+            settled = self._settled[message.id] = _Settled(key=key, text="", parts=[])
+        end = stream_blocks.settled_end(message.text, len(settled.text))
+        if end > len(settled.text):
+            settled.parts.append(self._part(message.text[len(settled.text):end], font, column))
+            settled.text = message.text[:end]
+        rest = message.text[end:]
+        return settled.parts + ([self._part(rest, font, column)] if rest else [])
+
+    def _part(self, text: str, font: QFont, column: int) -> tuple[QTextDocument, list[str]]:
+        rendered = markdown.render(text, self._theme)
+        return self._document(rendered.html, font, column), rendered.code_blocks
 
     # --- Qt's delegate interface ----------------------------------------------------------
     def _estimate(self, message: MessageView, font: QFont, width: int) -> int:
@@ -306,9 +367,14 @@ class MessageDelegate(QStyledItemDelegate):
         """The exact height once a message has been drawn, an estimate before.
 
         Opening a 500-message chat must not render 500 messages: the view asks every row for
-        its height, but only the rows it paints get (and keep) a real layout.
+        its height, but only the rows it paints get (and keep) a real layout. And each layout of
+        the list asks all 500 rows again, so a row whose height was given before and has not
+        changed since (see `forget_rows`, `ChatView.dataChanged`) answers from a dict.
         """
         width = option.widget.viewport().width() if option.widget else option.rect.width()
+        hint = self._hints.get(index.row())
+        if hint is not None and hint[0] == width:
+            return hint[1]
         message: MessageView = index.data(ChatModel.MessageRole)
         cached = self._layouts.get(message.id)
         if cached is not None and cached.key == (message, width, self._theme.name, option.font.key()):
@@ -322,14 +388,15 @@ class MessageDelegate(QStyledItemDelegate):
                 estimate = (key, self._estimate(message, option.font, width))
                 self._estimates[message.id] = estimate
             height = estimate[1]
-        self._hinted[message.id] = height
-        return QSize(width, height)
+        size = QSize(width, height)
+        self._hints[index.row()] = (width, size)
+        return size
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         message: MessageView = index.data(ChatModel.MessageRole)
         layout = self._layout(message, option.font, option.rect.width())
-        if self._hinted.get(message.id, layout.height) != layout.height:
-            self._hinted[message.id] = layout.height
+        if self.hinted_height(index.row()) not in (None, layout.height):
+            del self._hints[index.row()]
             self._fix_heights.start()  # the estimate was off: place the rows again, once
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -342,16 +409,12 @@ class MessageDelegate(QStyledItemDelegate):
         palette = QPalette(context.palette)
         palette.setColor(QPalette.ColorRole.Text, QColor(self._theme["text"]))
         context.palette = palette  # PySide returns a copy: set it back
-        for doc, pos in layout.docs:
+        for doc, pos, _code_before in layout.docs:
             painter.save()
             painter.translate(pos)
             doc.documentLayout().draw(painter, context)
             painter.restore()
         painter.restore()
-
-    def cached_height(self, message_id: Any) -> int | None:
-        layout = self._layouts.get(message_id)
-        return layout.height if layout is not None else None
 
     def height(self, message: MessageView, font: QFont, width: int) -> int:
         return self._layout(message, font, width).height
@@ -360,8 +423,10 @@ class MessageDelegate(QStyledItemDelegate):
         """The link under `point` (view coordinates) in the row drawn at `rect`, or ""."""
         layout = self._layout(message, font, int(rect.width()))
         local = point - rect.topLeft()
-        for doc, pos in layout.docs:
+        for doc, pos, code_before in layout.docs:
             anchor = doc.documentLayout().anchorAt(local - pos)
+            if anchor.startswith(markdown.COPY_CODE):  # numbered within its document
+                return f"{markdown.COPY_CODE}{code_before + int(anchor[len(markdown.COPY_CODE):])}"
             if anchor:
                 return anchor
         return ""
@@ -400,8 +465,10 @@ class ChatView(QListView):
         self.customContextMenuRequested.connect(self._context_menu)
         self.verticalScrollBar().rangeChanged.connect(self._keep_following)
         self.verticalScrollBar().valueChanged.connect(self._user_scrolled)
-        model.dataChanged.connect(self._row_changed)
         model.modelReset.connect(self.follow_bottom)
+        model.modelReset.connect(self._delegate.forget_rows)
+        model.rowsInserted.connect(lambda _parent, first, _last: self._delegate.forget_rows(first))
+        model.rowsRemoved.connect(lambda _parent, first, _last: self._delegate.forget_rows(first))
 
     def set_theme(self, theme: Theme) -> None:
         self._delegate.set_theme(theme)
@@ -417,20 +484,22 @@ class ChatView(QListView):
         self._follow = True
         self.scrollToBottom()
 
-    def _row_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles: list[int]) -> None:
-        """Lay out the changed message now; re-lay out the list only if its height changed.
+    def dataChanged(self, top_left: QModelIndex | QPersistentModelIndex,
+                    bottom_right: QModelIndex | QPersistentModelIndex, roles: Sequence[int] = ()) -> None:
+        """Lay out the changed messages now; place the list's rows again only if a height changed.
 
-        A streaming reply changes every ~30 ms but grows a line far less often: most updates
-        repaint one row instead of asking the view to place every message again.
+        QListView's own dataChanged places every row again on any change (500 sizeHint calls
+        for a 500-message chat), yet a streaming reply changes every ~30 ms and grows a line far
+        less often: most updates only repaint their row (QAbstractItemView's part, which also
+        tells accessibility tools).
         """
+        model = cast(ChatModel, self.model())
         for row in range(top_left.row(), bottom_right.row() + 1):
-            index = self.model().index(row)
-            message = self.model().message(row)
-            before = self._delegate.cached_height(message.id)
-            after = self._delegate.height(message, self.font(), self.viewport().width())
-            if before != after:
-                self._delegate.sizeHintChanged.emit(index)
-        self.viewport().update()  # only the rows on screen are painted
+            height = self._delegate.height(model.message(row), self.font(), self.viewport().width())
+            if self._delegate.hinted_height(row) != height:
+                self._delegate.forget_height(row)
+                self._delegate.sizeHintChanged.emit(model.index(row))
+        QAbstractItemView.dataChanged(self, top_left, bottom_right, list(roles))
 
     def _keep_following(self, _minimum: int, maximum: int) -> None:
         if self._follow:

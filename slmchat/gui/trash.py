@@ -3,12 +3,16 @@
 Deleting for good removes the rows (`Store.delete_forever` / `empty_trash`), the model's saved
 memory of the chat (its KV state files) and then, a moment later, rewrites the database so the
 words are gone from the file's bytes too (`Store.purge`: VACUUM and an emptied WAL). The rewrite
-is coalesced on a short timer rather than run per click: several deletions cost one rewrite.
+is coalesced on a short timer rather than run per click: several deletions cost one rewrite. It
+runs on a worker thread with a connection of its own (`purge_file`: ~100 ms per 10 MB would
+freeze the window), except at exit, where it runs on the GUI thread and must finish first.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -25,14 +29,35 @@ from PySide6.QtWidgets import (
 
 from slmchat.core.chat_session import session_key
 from slmchat.core.kv_state import forget_everywhere
-from slmchat.core.store import Store
+from slmchat.core.store import Store, purge_file
 from slmchat.core.store_records import Conversation
 from slmchat.gui.model_session import ModelSession
+from slmchat.gui.workers import run_task
 
 log = logging.getLogger(__name__)
 
 PURGE_DELAY_MS = 1500  # after the last deletion; a busy reader (a search) makes it try again
 _CONVERSATION = Qt.ItemDataRole.UserRole + 1
+
+
+class _Purge:
+    """One rewrite of the database file on a worker thread; covers the deletions made before it."""
+
+    def __init__(self, path: Path, covers: int) -> None:
+        self.path = path
+        self.covers = covers
+        self.complete = False  # True when no reader kept the write-ahead log from being emptied
+        self.failed = False
+        self.ended = threading.Event()  # set on the worker: the exit purge waits on it
+
+    def __call__(self) -> None:
+        try:
+            self.complete = purge_file(self.path)
+        except Exception:  # a disk error: the next deletion or the exit tries again
+            self.failed = True
+            log.warning("rewriting the database after a deletion failed", exc_info=True)
+        finally:
+            self.ended.set()
 
 
 class Trash(QObject):
@@ -44,12 +69,16 @@ class Trash(QObject):
         super().__init__(parent)
         self.store = store
         self.session = session
+        self._deletions = 0  # counted, so a purge that began before a deletion is known not to cover it
+        self._purged_through = 0
+        self._running: _Purge | None = None
         self._purge_timer = QTimer(self, singleShot=True, interval=PURGE_DELAY_MS)
-        self._purge_timer.timeout.connect(self.purge_now)
+        self._purge_timer.timeout.connect(self._purge_in_background)
 
     @property
     def purge_pending(self) -> bool:
-        return self._purge_timer.isActive()
+        """Deleted words may still be in the file's bytes (a rewrite is due or under way)."""
+        return self._purged_through < self._deletions
 
     def conversations(self) -> list[Conversation]:
         return self.store.conversations(trashed=True)
@@ -72,10 +101,32 @@ class Trash(QObject):
         return count
 
     def purge_now(self) -> None:
-        """Rewrite the database now; called by the timer, and at exit when one is pending."""
+        """Rewrite the database on this thread, once a rewrite under way has ended: at exit, the
+        deleted words must be gone from the file before the app is."""
         self._purge_timer.stop()
-        if not self.store.purge():
+        if self._running is not None:
+            self._running.ended.wait()
+            self._ended(self._running, retry=False)
+        if self.purge_pending:
+            covers = self._deletions
+            if self.store.purge():
+                self._purged_through = covers
+
+    def _purge_in_background(self) -> None:
+        if self._running is not None:
+            return  # one at a time: when it ends, it looks for deletions it did not cover
+        purge = self._running = _Purge(self.store.path, self._deletions)
+        run_task(purge, lambda _none: self._ended(purge), lambda _error: self._ended(purge))
+
+    def _ended(self, purge: _Purge, retry: bool = True) -> None:
+        if self._running is not purge:
+            return  # the exit purge waited for it and has taken its result already
+        self._running = None
+        if purge.complete:
+            self._purged_through = max(self._purged_through, purge.covers)
+        elif not purge.failed:
             log.info("a reader kept the write-ahead log busy; purging again shortly")
+        if retry and self.purge_pending and not purge.failed and not self._purge_timer.isActive():
             self._purge_timer.start()
 
     def _forget_saved_state(self, conversation_id: int) -> None:
@@ -89,6 +140,7 @@ class Trash(QObject):
             forget_everywhere(self.session.paths.kv_states, key)
 
     def _deleted(self) -> None:
+        self._deletions += 1
         self._purge_timer.start()
         self.changed.emit()
 

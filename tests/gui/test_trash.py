@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+import string
+
 import pytest
 from gui_helpers import start_chatting, wait_until_idle
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from slmchat.core.chat_session import session_key
@@ -55,7 +60,7 @@ def test_empty_trash_asks_first_and_removes_every_deleted_chat(qtbot, make_windo
 
 
 def _save_state(folder, conversation_id: int, model: str):
-    states = KVStateStore(folder, StateIdentity(model=model, n_ctx=1024, llama_cpp="test"))
+    states = KVStateStore(folder, StateIdentity(model=model, n_ctx=1024, llama_cpp="test", key_cache_type="q8_0"))
     return states.save(session_key(conversation_id), [1, 2, 3], 4, lambda buffer: len(buffer))
 
 
@@ -103,3 +108,58 @@ def test_a_chat_deleted_forever_leaves_no_trace_in_the_database_or_the_model_mem
     window.session.engine.save_session()
     window.session.close()
     assert not list(kv_states.iterdir())
+
+
+def test_closing_the_window_right_after_a_deletion_rewrites_the_file_before_the_app_ends(qtbot, make_window):
+    window = make_window()
+    store = window.controller.store
+    secret = store.new_conversation(title="Secret")
+    store.add_user_message(secret.id, f"My password is {SECRET}.")
+    store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    assert SECRET.encode() in _bytes_on_disk(window)
+    window.controller.trash(secret.id)
+    window.trash.delete_forever(secret.id)
+    assert window.trash.purge_pending
+
+    window.close()  # long before the rewrite's timer
+    assert not window.trash.purge_pending
+    assert SECRET.encode() not in _bytes_on_disk(window)
+
+
+def _fill(store, megabytes: int) -> int:
+    """A conversation holding `megabytes` of varied text (its search index makes the file ~3x that)."""
+    rng = random.Random(7)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(5000)]
+    conversation = store.new_conversation(title="Big")
+    with store.db.atomic():  # one commit: the store's own calls sync each message to disk
+        for _ in range(megabytes * 50):
+            store.db.execute(
+                "INSERT INTO messages (conversation_id, role, content, status, created, updated) "
+                "VALUES (?, 'user', ?, 'complete', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+                [conversation.id, " ".join(rng.choices(words, k=3300))])  # ~20 kB each
+    return conversation.id
+
+
+@pytest.mark.slow
+def test_the_window_keeps_responding_while_the_file_is_rewritten_after_a_deletion(qtbot, make_window):
+    window = make_window()
+    store = window.controller.store
+    big = _fill(store, megabytes=12)
+    window.controller.trash(big)
+    window.trash.delete_forever(big)
+    size_before = store.path.stat().st_size
+    clock = QElapsedTimer()
+    clock.start()
+    beats: list[int] = []
+    heartbeat = QTimer()
+    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
+    heartbeat.timeout.connect(lambda: beats.append(clock.elapsed()))
+    heartbeat.start(5)
+    qtbot.waitUntil(lambda: not window.trash.purge_pending, timeout=60_000)
+    qtbot.wait(50)
+    heartbeat.stop()
+
+    assert store.path.stat().st_size < size_before / 2  # rewritten without the deleted chat
+    gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
+    print(f"\nheartbeat during the purge: {len(gaps)} gaps, max {max(gaps)} ms")
+    assert max(gaps) < 250, f"the GUI thread stalled for {max(gaps)} ms while the file was rewritten"

@@ -1,0 +1,157 @@
+"""Streaming into a long chat: the list places its rows again only when the reply's height changes."""
+
+from __future__ import annotations
+
+import pytest
+import shiboken6
+from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtWidgets import QApplication
+
+from slmchat.gui.chat_view import ChatModel, ChatView, MessageDelegate, MessageView
+from slmchat.gui.stream_blocks import settled_end
+from slmchat.gui.theme import load_theme
+
+LONG_CHAT = 200
+
+
+def _answer(n: int) -> str:
+    return f"## Answer {n}\n\nSome **words** about it.\n\n1. one\n2. two\n\n```python\nx = {n}\n```\n"
+
+
+def _long_chat(streaming_text: str) -> list[MessageView]:
+    messages = [MessageView(id=n, role="user" if n % 2 else "assistant",
+                            text=f"Question {n}?" if n % 2 else _answer(n), model="Test model")
+                for n in range(1, LONG_CHAT)]
+    return messages + [MessageView(id=LONG_CHAT, role="assistant", text=streaming_text, model="Test model",
+                                   streaming=True)]
+
+
+@pytest.fixture
+def asked(monkeypatch) -> list[int]:
+    """The rows the list asks the real delegate for a height (installed before a view is built)."""
+    rows: list[int] = []
+    real = MessageDelegate.sizeHint
+
+    def counting(self, option, index):
+        rows.append(index.row())
+        return real(self, option, index)
+
+    monkeypatch.setattr(MessageDelegate, "sizeHint", counting)
+    return rows
+
+
+@pytest.fixture
+def long_chat(qtbot, asked):
+    model = ChatModel()
+    view = ChatView(model, load_theme("light"))
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    view.show()
+    model.set_messages(_long_chat("The answer"))
+    qtbot.waitExposed(view)
+    qtbot.wait(50)  # estimates replaced by real heights, rows placed
+    yield model, view
+    shiboken6.delete(view)  # before `asked` gives the delegate class its own sizeHint back
+
+
+def _settle(qtbot) -> None:
+    """Let Qt run its delayed layout (a zero-time timer) and paint."""
+    qtbot.wait(30)
+    QApplication.processEvents()
+
+
+def test_a_streamed_piece_that_adds_no_line_does_not_lay_out_the_other_rows(qtbot, long_chat, asked):
+    model, view = long_chat
+    streaming = model.rowCount() - 1
+    height = view.visualRect(model.index(streaming)).height()
+    asked.clear()
+    for word in (" is", " short"):
+        model.append_text(streaming, word)
+        _settle(qtbot)
+    assert view.visualRect(model.index(streaming)).height() == height  # still one line
+    assert [row for row in asked if row != streaming] == []
+
+
+def test_a_streamed_piece_that_adds_a_line_grows_the_row_and_the_view_follows_it(qtbot, long_chat, asked):
+    model, view = long_chat
+    streaming = model.rowCount() - 1
+    height = view.visualRect(model.index(streaming)).height()
+    bar = view.verticalScrollBar()
+    assert bar.value() == bar.maximum()
+    model.append_text(streaming, "\n\nA second paragraph.\n\nAnd a third one.")
+    _settle(qtbot)
+    grown = view.visualRect(model.index(streaming))
+    assert grown.height() > height
+    assert view.viewport().rect().contains(grown.bottomLeft())  # scrolled along with the new lines
+    assert bar.value() == bar.maximum()
+
+
+def test_rows_replaced_below_a_message_get_their_own_heights(qtbot, long_chat):
+    """A regenerated reply takes the place of a long one: the list must not keep the old row's height."""
+    model, view = long_chat
+    delegate = view.itemDelegate()
+    messages = model.messages()
+    short = MessageView(id=LONG_CHAT + 1, role="assistant", text="Short.", model="Test model")
+    model.set_messages(messages[:-2] + [short])
+    _settle(qtbot)
+    for row in (model.rowCount() - 2, model.rowCount() - 1):
+        expected = delegate.height(model.message(row), view.font(), view.viewport().width())
+        assert view.visualRect(model.index(row)).height() == expected, row
+
+
+# --- a long reply is drawn as settled blocks plus the growing rest ------------------------------
+def test_a_block_settles_once_a_blank_line_ends_it_and_the_next_begins_at_the_margin():
+    assert settled_end("First paragraph.\n\nSecond") == 0  # the line after the blank is not complete yet
+    text = "First paragraph.\n\nSecond paragraph.\nstill growing"
+    assert text[:settled_end(text)] == "First paragraph.\n\n"
+
+
+def test_blocks_do_not_settle_inside_a_code_fence_or_a_list():
+    fenced = "Code:\n\n```python\nx = 1\n\ny = 2\n```\n"
+    assert fenced[:settled_end(fenced + "more")] == "Code:\n\n"  # the blank line inside the fence splits nothing
+    assert settled_end(fenced + "\nAfter.\n") == len(fenced) + 1  # after the fence closes, it does
+    listed = "1. one\n\n2. two\n\n   more about two\n"
+    assert settled_end(listed) == 0  # a loose list and a continuation stay with their list
+
+
+def test_settling_from_an_earlier_result_finds_what_settling_from_the_start_finds():
+    text = "\n".join(_answer(n) for n in range(4))
+    for cut in range(0, len(text), 5):
+        earlier = settled_end(text[:cut])
+        assert settled_end(text, earlier) == settled_end(text)
+
+
+def _streamed(model: ChatModel, row: int, text: str, piece: int = 9) -> None:
+    for start in range(0, len(text), piece):
+        model.append_text(row, text[start:start + piece])
+
+
+def test_a_streaming_reply_renders_only_its_growing_rest_and_copies_each_code_block(qtbot, long_chat):
+    model, view = long_chat
+    streaming = model.rowCount() - 1
+    _streamed(model, streaming, "\n\n" + _answer(1) + "\n" + _answer(2) + "\nThe end")
+    delegate = view.itemDelegate()
+    message = model.message(streaming)
+    first_parts = [doc for doc, _pos, _before in delegate._layouts[message.id].docs[:-2]]
+    model.append_text(streaming, " is near")
+    after = [doc for doc, _pos, _before in delegate._layouts[model.message(streaming).id].docs[:-2]]
+    assert len(first_parts) > 2 and after == first_parts  # the settled blocks were not rendered again
+
+    _settle(qtbot)
+    view.scrollToBottom()
+    _settle(qtbot)
+    copied = []
+    view.action.connect(lambda _row, _action, code: copied.append(code))
+    for wanted in ("copy-code:0", "copy-code:1"):  # numbered across the separately drawn blocks
+        assert wanted in _anchors(view, streaming)
+        view.trigger(streaming, wanted)
+    assert copied == ["x = 1\n", "x = 2\n"]
+
+
+def _anchors(view: ChatView, row: int) -> set[str]:
+    """Every link drawn in the visible part of `row`, found by pointing at it."""
+    rect = view.visualRect(view.model().index(row))
+    message = view.model().message(row)
+    return {view.itemDelegate().anchor_at(message, view.font(), QRectF(rect), QPointF(x, y))
+            for y in range(max(0, rect.top()), min(rect.bottom(), view.viewport().height()), 3)
+            for x in range(rect.left(), rect.right(), 4)}
