@@ -112,11 +112,20 @@ def add_common_arguments(parser: Any, name: str) -> None:
     parser.add_argument("--key", default=name, help=f"their key in that file (default: {name})")
 
 
-def default_threads() -> int:
-    """What the app chooses when the user has not: the physical cores (slmchat.core.backend)."""
-    import psutil
+def add_threads_argument(parser: Any) -> None:
+    """`--threads`; left out, the engine decides as it does for a user (slmchat.core.backend:
+    every physical core for prompts, one fewer for replies)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads for prompts and replies (default: the app's own choice)")
 
-    return psutil.cpu_count(logical=False) or 1
+
+def describe_threads(threads: int | None) -> str:
+    return "the app's own threads" if threads is None else f"{threads} threads"
+
+
+def threads_flag(threads: int | None) -> list[str]:
+    """`--threads` for a child benchmark, passed on only when chosen."""
+    return [] if threads is None else ["--threads", str(threads)]
 
 
 # --- a long conversation with realistic Markdown --------------------------------------------
@@ -211,7 +220,7 @@ class AppUnderTest:
     the settings a user could choose (threads, context, sampling) written to the real store first.
     """
 
-    def __init__(self, *, threads: int, context_size: int, generation: Any,
+    def __init__(self, *, threads: int | None, context_size: int, generation: Any,
                  prepare: Callable[[Any], None] | None = None) -> None:
         self.threads = threads
         self.context_size = context_size

@@ -6,7 +6,8 @@ queued signals -> ChatModel on the GUI thread, which the chat view paints. Token
 count (stored with the reply); time runs from the first to the last piece the GUI thread shows,
 so the speed is (tokens - 1) / that time: the decodes between the first and the last token.
 B (llama-bench, built from the vendored llama.cpp): `-p 0 -n N -d D -t T -r 1`, with N the
-tokens the app actually produced, D the app's prompt length (the same KV depth) and T its threads;
+tokens the app actually produced, D the app's prompt length (the same KV depth) and T its threads,
+and the engine's own choices (`engine_flags`): flash attention, key cache type, ubatch, and
 `--repack 0` where the app turned off llama.cpp's extra buffer types (AMX CPUs).
 Runs alternate A B A B ... so both meet the same machine load; medians and their ratio are printed.
 
@@ -27,21 +28,28 @@ PROMPT = "Write the numbers from 1 to 300, one per line."
 BUILD_SCRIPT = common.ROOT / "benchmarks" / "build_llama_bench.sh"
 
 
-def llama_bench(binary: Path, model: Path, *, tokens: int, depth: int, threads: int, repack: bool) -> float:
-    """llama-bench's tg tokens/s for one repetition (its warm-up run is not counted)."""
+def llama_bench(binary: Path, model: Path, *, tokens: int, depth: int, threads: int, engine: dict[str, str]) -> float:
+    """llama-bench's tg tokens/s for one repetition (its warm-up run is not counted), run as the
+    engine runs the model (`engine`: its ModelInfo.extra)."""
     command = [str(binary), "-m", str(model), "-p", "0", "-n", str(tokens), "-d", str(depth),
-               "-t", str(threads), "-r", "1", "-o", "json"]
-    if not repack:
-        command += ["--repack", "0"]
+               "-t", str(threads), "-r", "1", "-o", "json", *engine_flags(engine)]
     result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
     return float(json.loads(result.stdout)[0]["avg_ts"])
+
+
+def engine_flags(engine: dict[str, str]) -> list[str]:
+    """llama-bench's flags for the engine's choices: extra buffer types (off on AMX CPUs),
+    flash attention, the key cache's type and the ubatch."""
+    flags = ["-fa", "1" if engine.get("flash_attn") == "on" else "0",
+             "-ctk", engine.get("key_cache_type", "f16"), "-ub", engine.get("n_ubatch", "512")]
+    return flags if engine.get("use_extra_bufts", "on") == "on" else [*flags, "--repack", "0"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=256, help="reply length asked of the app (max_tokens)")
     parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=common.default_threads())
+    common.add_threads_argument(parser)
     parser.add_argument("--bench", type=Path, help="llama-bench binary (default: build_llama_bench.sh)")
     common.add_common_arguments(parser, "decode_ratio")
     args = parser.parse_args()
@@ -55,20 +63,19 @@ def main() -> None:
     settings = GenerationSettings(max_tokens=args.tokens, temperature=0.0)
     with common.AppUnderTest(threads=args.threads, context_size=2048, generation=settings) as app:
         info = app.start_model()
-        repack = info.extra.get("use_extra_bufts", "on") == "on"
         warm = app.reply(PROMPT)  # the first reply also warms caches; not counted
         tokens, depth = warm.completion_tokens, warm.prompt_tokens
-        print(f"model {info.path.name}, {info.n_threads} threads, n_ctx {info.n_ctx}, extra buffer types "
-              f"{'on' if repack else 'off'}; prompt {depth} tokens, reply {tokens} tokens "
-              f"({warm.finish_reason}), greedy sampling; llama-bench -p 0 -n {tokens} -d {depth} "
-              f"-t {info.n_threads}{'' if repack else ' --repack 0'}")
+        flags = engine_flags(info.extra)
+        print(f"model {info.path.name}, {info.n_threads} threads, n_ctx {info.n_ctx}; prompt {depth} tokens, "
+              f"reply {tokens} tokens ({warm.finish_reason}), greedy sampling; llama-bench -p 0 -n {tokens} "
+              f"-d {depth} -t {info.n_threads} {' '.join(flags)}")
         app_speeds, bench_speeds, runs = [], [], []
         for pair in range(args.pairs):
             timing = app.reply(PROMPT)
             if timing.completion_tokens != tokens:
                 print(f"  note: this reply had {timing.completion_tokens} tokens, not {tokens}")
             reference = llama_bench(bench, info.path, tokens=tokens, depth=depth, threads=info.n_threads,
-                                    repack=repack)
+                                    engine=info.extra)
             app_speeds.append(timing.gui_tokens_per_s)
             bench_speeds.append(reference)
             runs.append({"app_tokens_per_s": timing.gui_tokens_per_s, "engine_tokens_per_s": timing.engine_tokens_per_s,
@@ -83,7 +90,7 @@ def main() -> None:
           f"ratio {ratio:.3f} (goal >= 0.97)")
     common.save_results(args.results, args.key, {
         "model": info.path.name, "threads": info.n_threads, "prompt_tokens": depth, "tokens": tokens,
-        "repack": repack, "app_median": app_median, "llama_bench_median": bench_median, "ratio": ratio,
+        "llama_bench_flags": flags, "app_median": app_median, "llama_bench_median": bench_median, "ratio": ratio,
         "goal": 0.97, "runs": runs, "machine": facts, "load_average_after": common.load_average(),
     })
 

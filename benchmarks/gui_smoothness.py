@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--replies", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=200, help="max_tokens of each reply")
-    parser.add_argument("--threads", type=int, default=common.default_threads())
+    common.add_threads_argument(parser)
     parser.add_argument("--profile", action="store_true", help="cProfile the GUI thread during the replies")
     common.add_common_arguments(parser, "gui_smoothness")
     args = parser.parse_args()

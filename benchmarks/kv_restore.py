@@ -62,7 +62,7 @@ def first_piece(client: EngineClient, history: list[ChatMessage], session: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=starter_model())
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="default: the app's own choice")
     parser.add_argument("--tokens", type=int, default=4000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -81,7 +81,7 @@ def main() -> None:
         state = next(saved.kv_states.glob("*.kv"))
         history += [ChatMessage(Role.ASSISTANT, reply.text),
                     ChatMessage(Role.USER, "And note 5? One sentence.")]
-        print(f"model {args.model.name}, threads {args.threads}, n_ctx {config.n_ctx}")
+        print(f"model {args.model.name}, threads {args.threads or 'as the app chooses'}, n_ctx {config.n_ctx}")
         print(f"conversation: {reply.stats.prompt_tokens} tokens before the last reply; "
               f"state file {state.stat().st_size / 1e6:.1f} MB, written in {save_s:.2f} s")
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -52,7 +52,7 @@ def resident_by_kind(pid: int, model: Path) -> dict[str, dict[str, int]]:
     return totals
 
 
-def serve_app(messages: int, threads: int) -> None:
+def serve_app(messages: int, threads: int | None) -> None:
     """The child: the app with a long chat open, a reply done; waits until told to exit."""
     from slmchat.core.generation import GenerationSettings
 
@@ -69,11 +69,11 @@ def serve_app(messages: int, threads: int) -> None:
         sys.stdin.readline()
 
 
-def measure(messages: int, threads: int) -> dict[str, Any]:
+def measure(messages: int, threads: int | None) -> dict[str, Any]:
     import psutil
 
     child = subprocess.Popen([sys.executable, __file__, "--serve-app", "--messages", str(messages),
-                              "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              *common.threads_flag(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True, cwd=common.ROOT)
     try:
         ready = json.loads(child.stdout.readline())
@@ -103,7 +103,7 @@ def measure(messages: int, threads: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=common.default_threads())
+    common.add_threads_argument(parser)
     parser.add_argument("--serve-app", action="store_true", help=argparse.SUPPRESS)
     common.add_common_arguments(parser, "memory")
     args = parser.parse_args()

@@ -37,7 +37,9 @@ import llama_cpp
 from llama_cpp import Llama
 path, n_ctx = sys.argv[1], int(sys.argv[2])
 out = {"baseline": proc.memory_info().rss}
-llm = Llama(path, n_ctx=n_ctx, n_threads=__N_THREADS__, use_mmap=False, verbose=False)
+# As the engine runs on the CPU (backend.decide): no flash attention, q8_0 keys, small ubatches.
+llm = Llama(path, n_ctx=n_ctx, n_threads=__N_THREADS__, use_mmap=False, verbose=False, flash_attn=False,
+            type_k=llama_cpp.GGML_TYPE_Q8_0, n_batch=512, n_ubatch=__N_UBATCH__)
 out["loaded"] = proc.memory_info().rss
 sentence = llm.tokenize(b" The quick brown fox jumps over the lazy dog.", add_bos=False)
 llm.eval(llm.tokenize(b"Hello"))
@@ -51,7 +53,7 @@ llm.eval((sentence * (fill // len(sentence) + 1))[:fill])
 out["full_context"] = proc.memory_info().rss
 out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps(out))
-""".replace("__N_THREADS__", str(N_THREADS))
+""".replace("__N_THREADS__", str(N_THREADS)).replace("__N_UBATCH__", str(hardware.CPU_UBATCH))
 
 
 def has_amx() -> bool:
@@ -91,7 +93,8 @@ def main() -> int:
     if has_amx():
         print("This CPU has AMX: the high-level Llama would crash here (llama.cpp issue 20824).")
         return 2
-    print(f"llama-cpp-python, n_threads={N_THREADS}, use_mmap=False, n_ubatch={hardware.DEFAULT_UBATCH}")
+    print(f"llama-cpp-python, n_threads={N_THREADS}, use_mmap=False, n_ubatch={hardware.CPU_UBATCH}, flash attention off, "
+          f"K cache q8_0 (the engine's CPU settings)")
     header = f"{'model':22} {'n_ctx':>6} {'base':>6} {'loaded':>7} {'short':>7} {'full':>7} {'peak':>7} {'estimate':>8} {'error':>7}"
     print(header + "   (MiB)")
     worst = 0.0

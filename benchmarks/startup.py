@@ -118,7 +118,7 @@ def slowest_imports(stderr: str, top: int = 12) -> list[tuple[str, float]]:
     return sorted(costs.items(), key=lambda item: -item[1])[:top]
 
 
-def model_load_times(runs: int, threads: int) -> list[float]:
+def model_load_times(runs: int, threads: int | None) -> list[float]:
     from slmchat.core.engine_process import EngineClient
     from slmchat.core.generation import EngineConfig
     from slmchat.paths import Paths, starter_model
@@ -137,7 +137,7 @@ def model_load_times(runs: int, threads: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=common.default_threads())
+    common.add_threads_argument(parser)
     common.add_common_arguments(parser, "startup")
     args = parser.parse_args()
 
@@ -172,7 +172,7 @@ def main() -> None:
             print(f"  {ms:8.1f} ms  {name}")
         figures["slowest_imports"] = imports
     loads = model_load_times(args.runs, args.threads)
-    print(f"model load (EngineClient spawn + load of SmolLM2, {args.threads} threads, n_ctx 4096): median "
+    print(f"model load (EngineClient spawn + load of SmolLM2, {common.describe_threads(args.threads)}, n_ctx 4096): median "
           f"{common.median(loads):.2f} s (runs {', '.join(f'{t:.2f}' for t in loads)})")
     figures["model_load_s"] = common.median(loads)
     figures["model_load_runs"] = loads

@@ -58,9 +58,9 @@ def conversation(client: Any, turns: int, session: str, reply_tokens: int) -> li
     return figures
 
 
-def kv_restore_figures(threads: int, runs: int) -> dict[str, Any]:
+def kv_restore_figures(threads: int | None, runs: int) -> dict[str, Any]:
     """Run kv_restore.py (the engine engineer's benchmark) and pick its summary from its output."""
-    result = subprocess.run([sys.executable, str(KV_RESTORE), "--threads", str(threads), "--runs", str(runs)],
+    result = subprocess.run([sys.executable, str(KV_RESTORE), *common.threads_flag(threads), "--runs", str(runs)],
                             check=False, capture_output=True, text=True, cwd=common.ROOT, timeout=1800)
     print("kv_restore.py:\n  " + "\n  ".join(result.stdout.strip().splitlines()))
     if result.returncode != 0:
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--reply-tokens", type=int, default=48)
-    parser.add_argument("--threads", type=int, default=common.default_threads())
+    common.add_threads_argument(parser)
     parser.add_argument("--context", type=int, default=4096, help="n_ctx (the app's default)")
     parser.add_argument("--no-kv-restore", action="store_true", help="skip kv_restore.py")
     parser.add_argument("--kv-runs", type=int, default=3)
@@ -108,7 +108,7 @@ def main() -> None:
         print(f"  repetition {repetition + 1}: turn 1 {repetitions[-1][0]['seen_s'] * 1000:.1f} ms, "
               f"turn {args.turns} {repetitions[-1][-1]['seen_s'] * 1000:.1f} ms; "
               f"load {common.fmt_load(common.load_average())}")
-    info_line = (f"model {Path(model).name}, {args.threads} threads, n_ctx {args.context}, replies of up to "
+    info_line = (f"model {Path(model).name}, {common.describe_threads(args.threads)}, n_ctx {args.context}, replies of up to "
                  f"{args.reply_tokens} tokens (greedy), {args.repetitions} repetitions, medians")
     print(info_line)
     print(f"{'turn':>4} {'prompt':>7} {'evaluated':>9} {'reused':>7} {'engine ms':>10} {'seen ms':>8}")

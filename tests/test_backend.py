@@ -56,9 +56,28 @@ def test_user_can_keep_a_gpu_build_on_the_cpu(smollm2: GGUFInfo) -> None:
     assert (resolved.n_gpu_layers, resolved.backend) == (0, "CPU")
 
 
-def test_threads_default_to_physical_cores_and_can_be_set(smollm2: GGUFInfo) -> None:
-    assert decide(config(), CPU_ONLY, smollm2).n_threads == 8
-    assert decide(config(n_threads=3), CPU_ONLY, smollm2).n_threads == 3
+def test_the_cpu_attends_without_flash_attention_over_q8_keys_in_small_ubatches(smollm2: GGUFInfo) -> None:
+    """Measured faster on the CPU from a few hundred cached tokens on (hardware.CPU_UBATCH)."""
+    for resolved in (decide(config(), CPU_ONLY, smollm2), decide(config(n_gpu_layers=0), CUDA, smollm2)):
+        assert (resolved.flash_attn, resolved.key_cache_type, resolved.n_ubatch) == (False, "q8_0", 128)
+
+
+def test_a_gpu_keeps_llama_cpps_flash_attention_and_f16_cache(smollm2: GGUFInfo) -> None:
+    for detected in (CUDA, METAL):
+        resolved = decide(config(), detected, smollm2)
+        assert (resolved.flash_attn, resolved.key_cache_type, resolved.n_ubatch) == (True, "f16", 512)
+
+
+def test_replies_leave_a_core_free_prompts_use_all_and_the_user_can_set_both(smollm2: GGUFInfo) -> None:
+    resolved = decide(config(), CPU_ONLY, smollm2)
+    assert (resolved.n_threads, resolved.n_threads_batch) == (7, 8)
+    two_cores = dataclasses.replace(CPU_ONLY, machine=dataclasses.replace(LAPTOP, physical_cores=2))
+    resolved = decide(config(), two_cores, smollm2)
+    assert (resolved.n_threads, resolved.n_threads_batch) == (1, 2)
+    one_core = dataclasses.replace(CPU_ONLY, machine=dataclasses.replace(LAPTOP, physical_cores=1))
+    assert decide(config(), one_core, smollm2).n_threads == 1
+    resolved = decide(config(n_threads=3), CPU_ONLY, smollm2)
+    assert (resolved.n_threads, resolved.n_threads_batch) == (3, 3)
 
 
 def test_extra_buffer_types_are_off_on_amx_cpus_only(smollm2: GGUFInfo) -> None:
@@ -130,14 +149,18 @@ def test_detection_on_this_machine() -> None:
 
 
 def test_model_params_are_built_per_call_without_touching_the_defaults() -> None:
-    off = Resolved(n_ctx=512, n_threads=2, n_gpu_layers=0, use_extra_bufts=False, backend="CPU")
+    off = Resolved(n_ctx=512, n_threads=2, n_threads_batch=2, n_gpu_layers=0, use_extra_bufts=False, backend="CPU")
     params = backend.model_params(off)
     assert params.use_extra_bufts is False and params.n_gpu_layers == 0
     assert llama_cpp.llama_model_default_params().use_extra_bufts is True
 
 
 def test_context_params_are_explicit() -> None:
-    resolved = Resolved(n_ctx=1536, n_threads=2, n_gpu_layers=0, use_extra_bufts=True, backend="CPU")
+    resolved = Resolved(n_ctx=1536, n_threads=1, n_threads_batch=2, n_gpu_layers=0, use_extra_bufts=True,
+                        backend="CPU")
     params = backend.context_params(resolved)
-    assert (params.n_ctx, params.n_threads, params.n_threads_batch) == (1536, 2, 2)
+    assert (params.n_ctx, params.n_threads, params.n_threads_batch) == (1536, 1, 2)
     assert params.no_perf is False
+    assert params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    assert (params.type_k, params.type_v) == (llama_cpp.GGML_TYPE_Q8_0, llama_cpp.GGML_TYPE_F16)
+    assert (params.n_batch, params.n_ubatch) == (512, 128)

@@ -288,7 +288,7 @@ def test_a_state_saved_with_another_context_size_is_removed_not_restored(
     assert again.stats.prompt_reused == 0
     # The stale file went at once; closing saved the conversation again, for the new size.
     assert len(list(tmp_path.glob("*.kv"))) == 1
-    now = StateIdentity(model_identity(smollm2_path), 1024, llama_cpp.__version__)
+    now = StateIdentity(model_identity(smollm2_path), 1024, llama_cpp.__version__, large.resolved.key_cache_type)
     assert KVStateStore(tmp_path, now).load("c") is not None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gguf import GGUFReader
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
 from slmchat.core import hardware as hw
 from slmchat.core.catalog import load_catalog
@@ -135,7 +135,7 @@ def _reader_int(reader: GGUFReader, key: str) -> int:
 
 @pytest.fixture(scope="module", params=["smollm2_path", "gemma_path"])
 def independent(request: pytest.FixtureRequest) -> tuple[Path, int, int]:
-    """(path, tensor bytes, f16 KV bytes per cell) from the gguf package's own reader.
+    """(path, tensor bytes, KV bytes per cell) from the gguf package's own reader and type sizes.
 
     Parsed once per model: GGUFReader walks the whole vocabulary, which takes seconds.
     """
@@ -149,8 +149,10 @@ def independent(request: pytest.FixtureRequest) -> tuple[Path, int, int]:
     n_embd = _reader_int(reader, f"{arch}.embedding_length")
     key_len = (_reader_int(reader, f"{arch}.attention.key_length")
                if f"{arch}.attention.key_length" in reader.fields else n_embd // n_head)
-    # K and V, f16 (llama.cpp's default cache type), for every layer.
-    kv_per_cell = 2 * n_layer * n_head_kv * key_len * np.dtype(np.float16).itemsize
+    # The engine's CPU cache, for every layer: K in q8_0 blocks, V in f16.
+    block_values, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType.Q8_0]
+    key_bytes = key_len * block_bytes / block_values
+    kv_per_cell = n_layer * n_head_kv * (key_bytes + key_len * np.dtype(np.float16).itemsize)
     return path, sum(int(t.n_bytes) for t in reader.tensors), kv_per_cell
 
 
@@ -164,15 +166,16 @@ def test_weights_and_kv_cache_match_a_calculation_from_the_gguf_package(
     estimate = hw.estimate_memory(read_gguf(path), n_ctx)
 
     assert estimate.weights == expected_weights
-    assert estimate.kv_cache == n_ctx * kv_per_cell
+    assert estimate.kv_cache == int(n_ctx * kv_per_cell)
     assert estimate.total > estimate.weights + estimate.kv_cache  # work space is never free
 
 
-def test_a_longer_context_costs_more_and_q8_cache_halves_the_kv(gemma_path: Path) -> None:
+def test_a_longer_context_costs_more_and_q8_keys_shrink_the_cache(gemma_path: Path) -> None:
     info = read_gguf(gemma_path)
     small, large = hw.estimate_memory(info, 2048), hw.estimate_memory(info, 8192)
     assert large.kv_cache == 4 * small.kv_cache and large.total > small.total
-    assert hw.estimate_memory(info, 2048, kv_type_bytes=1).kv_cache * 2 == small.kv_cache
+    f16 = hw.kv_cache_bytes(info, 2048, key_bytes=2, value_bytes=2)
+    assert small.kv_cache == pytest.approx(f16 * (34 / 32 + 2) / 4, rel=1e-6)  # q8_0 keys, f16 values
 
 
 # --- fit labels for machines we do not have ------------------------------------------------

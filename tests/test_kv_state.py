@@ -18,7 +18,7 @@ from slmchat.core.kv_state import (
     model_identity,
 )
 
-IDENTITY = StateIdentity(model="1234-abcd", n_ctx=4096, llama_cpp="0.3.36")
+IDENTITY = StateIdentity(model="1234-abcd", n_ctx=4096, llama_cpp="0.3.36", key_cache_type="q8_0")
 
 
 def store(folder: Path, identity: StateIdentity = IDENTITY, cap: int = 1 << 30) -> KVStateStore:
@@ -44,11 +44,12 @@ def test_a_saved_state_comes_back_with_its_tokens_and_bytes(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("other", [
-    StateIdentity(model="5678-ef01", n_ctx=4096, llama_cpp="0.3.36"),
-    StateIdentity(model="1234-abcd", n_ctx=2048, llama_cpp="0.3.36"),
-    StateIdentity(model="1234-abcd", n_ctx=4096, llama_cpp="0.3.37"),
-    StateIdentity(model="1234-abcd", n_ctx=4096, llama_cpp="0.3.36", format=0),
-], ids=["other-model", "other-context", "other-llama-cpp", "other-format"])
+    StateIdentity(model="5678-ef01", n_ctx=4096, llama_cpp="0.3.36", key_cache_type="q8_0"),
+    StateIdentity(model="1234-abcd", n_ctx=2048, llama_cpp="0.3.36", key_cache_type="q8_0"),
+    StateIdentity(model="1234-abcd", n_ctx=4096, llama_cpp="0.3.37", key_cache_type="q8_0"),
+    StateIdentity(model="1234-abcd", n_ctx=4096, llama_cpp="0.3.36", key_cache_type="f16"),
+    StateIdentity(model="1234-abcd", n_ctx=4096, llama_cpp="0.3.36", key_cache_type="q8_0", format=0),
+], ids=["other-model", "other-context", "other-llama-cpp", "other-key-cache", "other-format"])
 def test_a_state_saved_under_other_conditions_is_ignored_and_removed(tmp_path: Path, other: StateIdentity) -> None:
     path = save(store(tmp_path, other), "conversation-1", [1, 2], b"xx")
     mine = store(tmp_path)
@@ -71,7 +72,7 @@ def test_a_damaged_state_is_removed_not_trusted(tmp_path: Path, damage: str) -> 
 
 
 def test_more_tokens_than_the_context_holds_is_refused(tmp_path: Path) -> None:
-    small = StateIdentity(model="1234-abcd", n_ctx=8, llama_cpp="0.3.36")
+    small = StateIdentity(model="1234-abcd", n_ctx=8, llama_cpp="0.3.36", key_cache_type="q8_0")
     kv = store(tmp_path, small)
     save(kv, "c", list(range(9)), b"s")
     assert kv.load("c") is None
@@ -120,7 +121,7 @@ def test_leftovers_of_a_killed_write_are_cleared_once_stale(tmp_path: Path) -> N
 
 
 def test_forgetting_a_conversation_deletes_its_states_for_every_model(tmp_path: Path) -> None:
-    models = [StateIdentity(model=f"{n}-model", n_ctx=4096, llama_cpp="0.3.36") for n in range(3)]
+    models = [StateIdentity(model=f"{n}-model", n_ctx=4096, llama_cpp="0.3.36", key_cache_type="q8_0") for n in range(3)]
     for identity in models:
         save(store(tmp_path, identity), "deleted conversation", [1], b"s")
     kept = save(store(tmp_path), "other conversation", [1], b"s")

@@ -45,10 +45,14 @@ class Resolved:
     """The settings a model is actually loaded with; shown with every speed figure."""
 
     n_ctx: int
-    n_threads: int
+    n_threads: int  # decoding a reply
+    n_threads_batch: int  # evaluating a prompt
     n_gpu_layers: int
     use_extra_bufts: bool
     backend: str  # "CPU", "CUDA", "Metal", "Vulkan", ...
+    flash_attn: bool = False
+    key_cache_type: str = "q8_0"  # "q8_0" or "f16"; values are always f16
+    n_ubatch: int = hardware.CPU_UBATCH
 
 
 def cpu_has_amx(cpuinfo: str) -> bool:
@@ -112,13 +116,30 @@ def decide(config: EngineConfig, detected: Detected, shape: hardware.ModelShape)
     else:  # llama.cpp issue 20824: AMX repacked weights crash on the first multi-token batch
         extra_bufts = not detected.cpu_has_amx
     n_ctx = hardware.max_context_that_fits(shape, detected.machine, wanted=max(1, config.n_ctx))
+    on_gpu = offload and n_gpu_layers != 0
     return Resolved(
         n_ctx=max(1, n_ctx),
-        n_threads=config.n_threads or detected.machine.physical_cores,
+        n_threads=config.n_threads or decode_threads(detected.machine.physical_cores),
+        n_threads_batch=config.n_threads or detected.machine.physical_cores,
         n_gpu_layers=n_gpu_layers,
         use_extra_bufts=extra_bufts,
-        backend=accelerators[0] if offload and n_gpu_layers != 0 else "CPU",
+        backend=accelerators[0] if on_gpu else "CPU",
+        # hardware.CPU_UBATCH says why the CPU runs without flash attention, with q8_0 keys;
+        # on a GPU llama.cpp's defaults are the fast ones.
+        flash_attn=on_gpu,
+        key_cache_type="f16" if on_gpu else "q8_0",
+        n_ubatch=hardware.GPU_UBATCH if on_gpu else hardware.CPU_UBATCH,
     )
+
+
+def decode_threads(physical_cores: int) -> int:
+    """Threads for decoding: one core fewer than the machine has, so the window and the rest of
+    the system keep a core. llama.cpp's threads wait for each other at every step of a token
+    (spinning), so one thread pushed off its core stalls them all: on the 2-core development
+    machine two threads fell from ~150 to 4-50 tokens/s whenever another program was busy,
+    while one thread gave up only 4 % of the quiet speed (docs/BENCHMARKS.md). Prompts still
+    use every core: the window is idle while the user waits for the first word."""
+    return max(1, physical_cores - 1)
 
 
 def memory_cap(shape: hardware.ModelShape, n_ctx: int, total_ram: int) -> int:
@@ -141,14 +162,23 @@ def model_params(resolved: Resolved) -> Any:
     return params
 
 
+_CACHE_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0"}
+
+
 def context_params(resolved: Resolved, n_batch: int = 512) -> Any:
-    """llama.cpp's `llama_context_params`: explicit n_ctx, threads for prompt and decode."""
+    """llama.cpp's `llama_context_params`: explicit n_ctx, threads for prompt and decode, and
+    the attention plan `decide` chose (flash attention, key cache type, ubatch)."""
     import llama_cpp
 
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = resolved.n_ctx
-    params.n_batch = params.n_ubatch = min(n_batch, resolved.n_ctx)
-    params.n_threads = params.n_threads_batch = resolved.n_threads
+    params.n_batch = min(n_batch, resolved.n_ctx)
+    params.n_ubatch = min(resolved.n_ubatch, params.n_batch)
+    params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if resolved.flash_attn
+                              else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    params.type_k = getattr(llama_cpp, _CACHE_TYPES[resolved.key_cache_type])
+    params.n_threads = resolved.n_threads
+    params.n_threads_batch = resolved.n_threads_batch
     params.no_perf = False  # the prompt-eval counters prove KV reuse
     params.swa_full = True  # keep sliding-window caches whole, so a shared prefix can be reused
     return params

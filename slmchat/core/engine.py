@@ -123,7 +123,8 @@ class Engine:
         self._cached: list[int] = []  # tokens whose keys and values sit in the context (seq 0)
         self._states = KVStateStore(
             kv_states or Paths.default().kv_states,
-            StateIdentity(model_identity(path), self.n_ctx, llama_cpp.__version__),
+            StateIdentity(model_identity(path), self.n_ctx, llama_cpp.__version__,
+                          self.resolved.key_cache_type),
             kv_cap_bytes)
         self._state_on_disk = False  # the session's file holds exactly what the cache holds
         self._abort_flag: threading.Event | None = None
@@ -149,6 +150,9 @@ class Engine:
             n_gpu_layers=self.resolved.n_gpu_layers,
             extra={
                 "use_extra_bufts": "on" if self.resolved.use_extra_bufts else "off",
+                "flash_attn": "on" if self.resolved.flash_attn else "off",
+                "key_cache_type": self.resolved.key_cache_type,
+                "n_ubatch": str(self.resolved.n_ubatch),
                 "llama_build": _system_info(),
                 "llama_cpp_python": llama_cpp.__version__,
                 **({"template_problem": plain_text(gguf.template_problem, 300)} if gguf.template_problem else {}),

@@ -48,7 +48,7 @@ class EngineConfig:
 
     model_path: Path
     n_ctx: int = 4096  # upper bound; the engine clamps to the trained context and to memory
-    n_threads: int | None = None  # None: physical cores
+    n_threads: int | None = None  # None: physical cores for prompts, one fewer for replies
     n_gpu_layers: int | None = None  # None: all layers when llama.cpp has GPU offload, else 0
     use_extra_bufts: bool | None = None  # None: off on CPUs with AMX (llama.cpp issue 20824)
     overflow: OverflowPolicy = OverflowPolicy.TRIM

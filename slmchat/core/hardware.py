@@ -34,8 +34,18 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 MIB = 1024**2
 
-# llama-cpp-python's default batch: llama.cpp reserves its compute buffer for one ubatch.
-DEFAULT_UBATCH = 512
+# How the engine runs attention on the CPU (backend.decide): flash attention OFF, keys cached
+# as q8_0 (34 bytes per 32 values), values as f16, 128-token ubatches. Measured with llama-bench
+# on SmolLM2-135M, 1 thread (docs/BENCHMARKS.md): at a KV depth of 1,600 this decodes 109 tok/s
+# against 78 with flash attention on, and evaluates a 37-token turn 1.7x faster; from a depth of
+# ~200 tokens on it is the faster choice, and 128-token ubatches prefilled fastest (251 tok/s
+# at depth 0, 185 at 2,048) while llama.cpp reserves a quarter of the 512-token compute buffer.
+# (A q8_0 V cache would need flash attention.)
+CPU_UBATCH = 128
+KEY_BYTES = 34 / 32
+VALUE_BYTES = 2.0
+# With a GPU the engine keeps llama.cpp's defaults: flash attention, f16 cache, 512-token ubatches.
+GPU_UBATCH = 512
 # llama.cpp rounds the context up to a multiple of 256 cells.
 CONTEXT_STEP = 256
 MIN_CONTEXT = 512
@@ -217,7 +227,8 @@ def _meta_int(info: ModelShape, suffix: str) -> int | None:
     return None
 
 
-def kv_cache_bytes(info: ModelShape, n_ctx: int, kv_type_bytes: float = 2) -> int:
+def kv_cache_bytes(info: ModelShape, n_ctx: int, key_bytes: float = KEY_BYTES,
+                   value_bytes: float = VALUE_BYTES) -> int:
     """K and V for every layer and cell: n_layer * n_ctx * n_head_kv * (key_len + value_len).
 
     llama-cpp-python keeps sliding-window layers at full size ("full-size SWA cache"), so
@@ -226,11 +237,11 @@ def kv_cache_bytes(info: ModelShape, n_ctx: int, kv_type_bytes: float = 2) -> in
     key_len = _head_dim(info)
     value_len = info.value_length or key_len
     cells = _round_up(n_ctx, CONTEXT_STEP)
-    return int(info.block_count * cells * info.head_count_kv * (key_len + value_len) * kv_type_bytes)
+    return int(info.block_count * cells * info.head_count_kv * (key_len * key_bytes + value_len * value_bytes))
 
 
 def _attention_per_cell(info: ModelShape, n_ubatch: int) -> int:
-    """Bytes per context cell while a full ubatch attends (flash attention off, the default).
+    """Bytes per context cell while a full ubatch attends (flash attention off, as on the CPU).
 
     Per head: the f32 scores and the f16 copy ggml makes of the softmax for the V product; per
     token: one f32 mask, two for models with sliding-window layers (Gemma 2/3).
@@ -247,29 +258,28 @@ def _activation_bytes(info: ModelShape, n_ubatch: int) -> int:
     return n_ubatch * 4 * (2 * n_ff + n_embd + q_k_v)
 
 
-def estimate_memory(
-    info: ModelShape, n_ctx: int, kv_type_bytes: float = 2, n_ubatch: int = DEFAULT_UBATCH
-) -> MemoryEstimate:
+def estimate_memory(info: ModelShape, n_ctx: int) -> MemoryEstimate:
     """What loading this model with `n_ctx` context costs, from its GGUF metadata alone.
 
-    `kv_type_bytes` is 2 for llama.cpp's default f16 cache (1 for q8_0). The weights are the
-    tensor bytes: with or without mmap every page is read on the first full pass. The compute
-    part is the worst case of a CPU run, a full ubatch attending over a full context; llama.cpp
-    reserves more (logits for a whole ubatch) but a chat never touches it on CPU, while a GPU
-    backend allocates the whole reservation (`compute_reserved`).
+    It is the engine's CPU run (q8_0 keys, f16 values, flash attention off, CPU_UBATCH). The
+    weights are the tensor bytes: with or without mmap every page is read on the first full
+    pass. The compute part is the worst case of a CPU run, a full ubatch attending over a full
+    context; llama.cpp reserves more (logits for a whole ubatch) but a chat never touches it on
+    CPU, while a GPU backend allocates the whole reservation of its larger ubatches
+    (`compute_reserved`).
     """
     cells = _round_up(n_ctx, CONTEXT_STEP)
     n_vocab = info.vocab_size
-    attention = cells * _attention_per_cell(info, n_ubatch)
-    activations = _activation_bytes(info, n_ubatch)
+    attention = cells * _attention_per_cell(info, CPU_UBATCH)
+    activations = _activation_bytes(info, CPU_UBATCH)
     output = n_vocab * 4
     return MemoryEstimate(
         weights=int(info.tensor_bytes),
-        kv_cache=kv_cache_bytes(info, n_ctx, kv_type_bytes),
+        kv_cache=kv_cache_bytes(info, n_ctx),
         compute=attention + activations + output,
         overhead=PROCESS_BASELINE_BYTES + LOAD_FIXED_BYTES + n_vocab * VOCAB_BYTES_PER_TOKEN,
         n_ctx=n_ctx,
-        compute_reserved=max(attention, n_vocab * n_ubatch * 4) + activations + output,
+        compute_reserved=max(attention, n_vocab * GPU_UBATCH * 4) + activations + output,
     )
 
 
@@ -399,7 +409,7 @@ _LABEL_RANK = {FitLabel.FITS: 0, FitLabel.MAY_BE_SLOW: 1, FitLabel.WONT_FIT: 2}
 
 
 def max_context_that_fits(
-    info: ModelShape, machine: Machine, wanted: int, kv_type_bytes: float = 2
+    info: ModelShape, machine: Machine, wanted: int
 ) -> int:
     """The largest context (≤ wanted and ≤ the trained context) with the best label reachable.
 
@@ -409,9 +419,9 @@ def max_context_that_fits(
     """
     ceiling = min(wanted, info.context_length or wanted)
     floor = min(MIN_CONTEXT, ceiling)
-    best = _LABEL_RANK[_memory_fit(estimate_memory(info, floor, kv_type_bytes), machine).label]
+    best = _LABEL_RANK[_memory_fit(estimate_memory(info, floor), machine).label]
     if best == _LABEL_RANK[FitLabel.WONT_FIT]:
-        need = estimate_memory(info, floor, kv_type_bytes)
+        need = estimate_memory(info, floor)
         raise NotEnoughMemory(
             f"This model {need.describe()}, more than this computer can hold. "
             "Choose a smaller model or a smaller quantization.",
@@ -419,7 +429,7 @@ def max_context_that_fits(
         )
 
     def ok(n_ctx: int) -> bool:
-        return _LABEL_RANK[_memory_fit(estimate_memory(info, n_ctx, kv_type_bytes), machine).label] <= best
+        return _LABEL_RANK[_memory_fit(estimate_memory(info, n_ctx), machine).label] <= best
 
     if ok(ceiling):
         return ceiling

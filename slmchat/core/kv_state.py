@@ -37,11 +37,13 @@ _STALE_TEMP_S = 600  # a temp file this old belongs to a write that died with it
 
 @dataclass(frozen=True)
 class StateIdentity:
-    """What a saved state is only valid for: this model file, this context size, this llama.cpp."""
+    """What a saved state is only valid for: this model file, this context size, this llama.cpp,
+    this type of key cache (llama.cpp's state holds the cache's raw bytes)."""
 
     model: str  # size + sha256 of the first MiB: survives a move, changes with the content
     n_ctx: int
     llama_cpp: str
+    key_cache_type: str
     format: int = FORMAT_VERSION
 
 
@@ -154,8 +156,8 @@ class KVStateStore:
         if length > 4096:
             raise ValueError("header too long")
         header = json.loads(handle.read(length))
-        found = StateIdentity(header.get("model", ""), header.get("n_ctx", 0),
-                              header.get("llama_cpp", ""), header.get("format", 0))
+        found = StateIdentity(header.get("model", ""), header.get("n_ctx", 0), header.get("llama_cpp", ""),
+                              header.get("key_cache_type", "f16"), header.get("format", 0))
         if found != self.identity:
             raise ValueError(f"saved for {found}, not {self.identity}")
         count, size = int(header["tokens"]), int(header["size"])

@@ -57,7 +57,8 @@ class NativeModel:
             cparams.n_batch = cparams.n_ubatch = self.n_ctx
             cparams.n_seq_max = n_seq_max
             cparams.kv_unified = True  # one shared context, not n_ctx split per sequence
-            cparams.n_threads = cparams.n_threads_batch = self.resolved.n_threads
+            cparams.n_threads = self.resolved.n_threads
+            cparams.n_threads_batch = self.resolved.n_threads_batch
             cparams.embeddings = embeddings
             if pooling is not None:
                 cparams.pooling_type = pooling
