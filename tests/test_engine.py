@@ -115,6 +115,60 @@ def test_same_seed_gives_the_same_reply(smollm2: Engine) -> None:
     assert smollm2.stream_chat(ask, settings).read() == smollm2.stream_chat(ask, settings).read()
 
 
+def _plain_llama_cpp_chain(settings: GenerationSettings, n_vocab: int, history: list[int]) -> ctypes.c_void_p:
+    """llama.cpp's common sampler order, with nothing skipped: the reference."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    parts = [llama_cpp.llama_sampler_init_penalties(n_vocab, 64, settings.repeat_penalty, 0.0, 0.0)]
+    if settings.temperature <= 0:
+        parts.append(llama_cpp.llama_sampler_init_greedy())
+    else:
+        parts += [llama_cpp.llama_sampler_init_top_k(settings.top_k),
+                  llama_cpp.llama_sampler_init_top_p(settings.top_p, 1),
+                  llama_cpp.llama_sampler_init_min_p(settings.min_p, 1),
+                  llama_cpp.llama_sampler_init_temp(settings.temperature),
+                  llama_cpp.llama_sampler_init_dist(settings.seed)]
+    for part in parts:
+        llama_cpp.llama_sampler_chain_add(chain, part)
+    for token in history[-64:]:
+        llama_cpp.llama_sampler_accept(chain, token)
+    return chain
+
+
+@pytest.mark.parametrize("settings", [
+    GenerationSettings(temperature=0, repeat_penalty=1.5),
+    GenerationSettings(temperature=1.5, top_k=40, top_p=1.0, min_p=0.0, repeat_penalty=1.5, seed=7),
+], ids=["greedy", "sampled"])
+def test_the_engine_picks_the_tokens_llama_cpps_own_sampler_chain_picks(
+    smollm2: Engine, settings: GenerationSettings
+) -> None:
+    """The engine cuts to the best candidates before the repeat penalty (a speed-up): on a text
+    that repeats itself, so the penalty decides, both chains pick the same 60 tokens."""
+    ctx, vocab = smollm2._ctx, smollm2._vocab
+    prompt = smollm2.tokenize("one two one two one two one two one two", add_special=True, parse_special=False)
+    llama_cpp.llama_memory_clear(smollm2._memory, True)
+    smollm2._cached = []
+    batch = (llama_cpp.llama_token * len(prompt))(*prompt)
+    assert llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(batch, len(prompt))) == 0
+    ours = smollm2._sampler(settings, prompt)
+    reference = _plain_llama_cpp_chain(settings, llama_cpp.llama_vocab_n_tokens(vocab), prompt)
+    picked, penalised = [], 0
+    one = (llama_cpp.llama_token * 1)()
+    try:
+        for _ in range(60):
+            expected = llama_cpp.llama_sampler_sample(reference, ctx, -1)
+            assert llama_cpp.llama_sampler_sample(ours, ctx, -1) == expected
+            unpenalised = llama_cpp.llama_get_logits_ith(ctx, -1)
+            penalised += max(range(llama_cpp.llama_vocab_n_tokens(vocab)), key=lambda t: unpenalised[t]) != expected
+            picked.append(expected)
+            one[0] = expected
+            assert llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) == 0
+    finally:
+        llama_cpp.llama_sampler_free(ours)
+        llama_cpp.llama_sampler_free(reference)
+        llama_cpp.llama_memory_clear(smollm2._memory, True)
+    assert penalised > 0  # the penalty (or the draw) really moved the choice away from the top score
+
+
 def test_cancel_from_another_thread_stops_within_one_token(smollm2: Engine) -> None:
     cancel = threading.Event()
     generation = smollm2.stream_chat([user("Count from one to five hundred in words.")],
