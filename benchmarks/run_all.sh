@@ -23,14 +23,16 @@ fi
 bench=$(benchmarks/build_llama_bench.sh)
 {
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "== decode_ratio.py";   "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" "${decode[@]}"
-  echo "== decode_ratio.py, 1 thread (a core left for the GUI and the pipe)"
-  "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" --threads 1 \
-    --key decode_ratio_1_thread "${decode[@]}"
+  echo "== decode_ratio.py (the app's own threads: a core left for the window)"
+  "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" "${decode[@]}"
+  echo "== decode_ratio.py, every core decoding"
+  "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" --threads "$(nproc)" \
+    --key decode_ratio_all_cores "${decode[@]}"
   echo "== ttft_turns.py";     "$python" benchmarks/ttft_turns.py --results "$results" "${ttft[@]}"
   echo "== gui_smoothness.py"; "$python" benchmarks/gui_smoothness.py --results "$results" "${gui[@]}"
-  echo "== gui_smoothness.py, engine on 1 thread"
-  "$python" benchmarks/gui_smoothness.py --results "$results" --threads 1 --key gui_smoothness_1_thread "${gui[@]}"
+  echo "== gui_smoothness.py, every core decoding"
+  "$python" benchmarks/gui_smoothness.py --results "$results" --threads "$(nproc)" --key gui_smoothness_all_cores \
+    "${gui[@]}"
   echo "== startup.py";        "$python" benchmarks/startup.py --results "$results" "${startup[@]}"
   echo "== memory.py";         "$python" benchmarks/memory.py --results "$results"
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"

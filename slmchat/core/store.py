@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
+from slmchat.core.sqlite_db import Database
 
 from slmchat.core.errors import StoreError
 from slmchat.core.generation import GenerationSettings, GenerationStats, Role

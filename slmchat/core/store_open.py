@@ -12,7 +12,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from sqlite_utils import Database
+from slmchat.core.sqlite_db import Database
 
 from slmchat.core.errors import DatabaseTooNew, StoreError
 from slmchat.core.store_records import utc_now

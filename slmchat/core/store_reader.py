@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlite_utils import Database
+from slmchat.core.sqlite_db import Database
 
 from slmchat.core.errors import NotFound
 from slmchat.core.generation import Role

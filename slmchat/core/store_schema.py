@@ -7,8 +7,7 @@ Never edit a migration that has shipped; add the next number instead.
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from slmchat.core.sqlite_db import Database, Migrations
 
 MIGRATIONS = Migrations("slmchat")
 

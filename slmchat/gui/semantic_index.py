@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject
 
-from slmchat.core import semantic
 from slmchat.core.store import Store
 from slmchat.core.tasks import Capability
 from slmchat.gui.task_models import TaskModels
+
+if TYPE_CHECKING:
+    from slmchat.core import semantic
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class SemanticIndex(QObject):
         if model is None:
             on_hits([])
             return
+        from slmchat.core import semantic  # with numpy: only once there is an embedding model
+
         reader = self.store.reader()
 
         def ranked(client: Any) -> list:
@@ -68,6 +72,8 @@ class SemanticIndex(QObject):
             self._indexing = False
             return
         self._indexing = True
+        from slmchat.core import semantic  # with numpy: only once there is an embedding model
+
         reader = self.store.reader()
 
         def embed(client: Any) -> list[semantic.EmbeddingRow]:
