@@ -66,6 +66,15 @@ def test_reply_streams_across_the_boundary(client: EngineClient) -> None:
     assert generation.text
 
 
+def test_the_engine_process_maps_llama_cpp_but_neither_numpy_nor_the_high_level_llama(client: EngineClient) -> None:
+    """The child drives llama.cpp's C API only: the package's high-level `Llama` and numpy would
+    cost it ~27 MB of RSS. Read from the kernel's map of the child, not from what we imported."""
+    client.stream_chat(HELLO, GenerationSettings(max_tokens=4)).read()  # the child has done real work
+    mapped = Path(f"/proc/{client.pid}/maps").read_text()
+    assert "libllama" in mapped  # the check reads the right process
+    assert "_multiarray_umath" not in mapped and "openblas" not in mapped  # numpy's extension and its BLAS
+
+
 def test_turn_two_reuses_the_cache_in_the_child(client: EngineClient) -> None:
     history = [ChatMessage(Role.USER, "Name a fruit.")]
     first = client.stream_chat(history, GenerationSettings(max_tokens=8, temperature=0))

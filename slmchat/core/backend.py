@@ -86,7 +86,7 @@ def _ggml_backend_names() -> tuple[str, ...]:
 
 def detect() -> Detected:
     """Look at this machine and the installed llama.cpp (imports llama_cpp)."""
-    import llama_cpp
+    from slmchat.core.llama_api import llama_cpp
 
     try:
         backends = _ggml_backend_names()
@@ -154,7 +154,7 @@ def memory_cap(shape: hardware.ModelShape, n_ctx: int, total_ram: int) -> int:
 
 def model_params(resolved: Resolved) -> Any:
     """llama.cpp's `llama_model_params` for `resolved`, built per call (no global patching)."""
-    import llama_cpp
+    from slmchat.core.llama_api import llama_cpp
 
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = resolved.n_gpu_layers
@@ -168,7 +168,7 @@ _CACHE_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0"}
 def context_params(resolved: Resolved, n_batch: int = 512) -> Any:
     """llama.cpp's `llama_context_params`: explicit n_ctx, threads for prompt and decode, and
     the attention plan `decide` chose (flash attention, key cache type, ubatch)."""
-    import llama_cpp
+    from slmchat.core.llama_api import llama_cpp
 
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = resolved.n_ctx

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gguf
-import llama_cpp
 import numpy as np
 
 from slmchat.core.errors import UnsupportedModel
 from slmchat.core.gguf_check import GGUFInfo, read_gguf
+from slmchat.core.llama_api import llama_cpp
 from slmchat.core.llama_native import NativeModel, NativeRunner
 from slmchat.core.tasks import (
     HEAD_ACTIVATION_KEY,

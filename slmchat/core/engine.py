@@ -19,8 +19,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
-import llama_cpp
-
 from slmchat.core import backend
 from slmchat.core.errors import (
     ContextFull,
@@ -48,6 +46,7 @@ from slmchat.core.kv_state import (
     forget_everywhere,
     model_identity,
 )
+from slmchat.core.llama_api import llama_cpp
 from slmchat.core.plaintext import plain_text
 from slmchat.core.templates import ChatFormat, SpecialTokens, choose_format
 from slmchat.paths import Paths

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-import llama_cpp
-
 from slmchat.core import backend
 from slmchat.core.errors import ModelFileDamaged, NotEnoughMemory
 from slmchat.core.generation import EngineConfig
 from slmchat.core.gguf_check import GGUFInfo, check_gguf
+from slmchat.core.llama_api import llama_cpp
 
 
 class NativeModel:

@@ -40,7 +40,7 @@ class _LlamaLog:
     """Receives llama.cpp's log (llama_log_set) into the engine log file; keeps recent warnings."""
 
     def __init__(self, fd: int) -> None:
-        import llama_cpp
+        from slmchat.core.llama_api import llama_cpp
 
         self._fd = fd
         self.problems: collections.deque[tuple[int, str]] = collections.deque(maxlen=10)

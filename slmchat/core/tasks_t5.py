@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import llama_cpp
-
 from slmchat.core.errors import UnsupportedModel
 from slmchat.core.generation import FinishReason
+from slmchat.core.llama_api import llama_cpp
 from slmchat.core.llama_native import NativeModel, NativeRunner
 from slmchat.core.tasks import Seq2SeqKind, Seq2SeqResult
 
