@@ -40,7 +40,7 @@ def llama_bench(binary: Path, model: Path, *, tokens: int, depth: int, threads: 
 def engine_flags(engine: dict[str, str]) -> list[str]:
     """llama-bench's flags for the engine's choices: extra buffer types (off on AMX CPUs),
     flash attention, the key cache's type and the ubatch."""
-    flags = ["-fa", "1" if engine.get("flash_attn") == "on" else "0",
+    flags = ["-fa", engine.get("flash_attn", "auto"),
              "-ctk", engine.get("key_cache_type", "f16"), "-ub", engine.get("n_ubatch", "512")]
     return flags if engine.get("use_extra_bufts", "on") == "on" else [*flags, "--repack", "0"]
 

@@ -65,7 +65,14 @@ def test_the_cpu_attends_without_flash_attention_over_q8_keys_in_small_ubatches(
 def test_a_gpu_keeps_llama_cpps_flash_attention_and_f16_cache(smollm2: GGUFInfo) -> None:
     for detected in (CUDA, METAL):
         resolved = decide(config(), detected, smollm2)
-        assert (resolved.flash_attn, resolved.key_cache_type, resolved.n_ubatch) == (True, "f16", 512)
+        assert (resolved.flash_attn, resolved.key_cache_type, resolved.n_ubatch) == (None, "f16", 512)
+        params = backend.context_params(resolved)  # None: llama.cpp turns it on where the device can
+        assert params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+
+
+def test_a_head_that_is_not_whole_q8_0_blocks_keeps_f16_keys_on_the_cpu(smollm2: GGUFInfo) -> None:
+    phi2_like = dataclasses.replace(smollm2, key_length=80, value_length=80)
+    assert decide(config(), CPU_ONLY, phi2_like).key_cache_type == "f16"
 
 
 def test_replies_leave_a_core_free_prompts_use_all_and_the_user_can_set_both(smollm2: GGUFInfo) -> None:

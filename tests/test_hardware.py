@@ -174,8 +174,18 @@ def test_a_longer_context_costs_more_and_q8_keys_shrink_the_cache(gemma_path: Pa
     info = read_gguf(gemma_path)
     small, large = hw.estimate_memory(info, 2048), hw.estimate_memory(info, 8192)
     assert large.kv_cache == 4 * small.kv_cache and large.total > small.total
-    f16 = hw.kv_cache_bytes(info, 2048, key_bytes=2, value_bytes=2)
+    f16 = hw.kv_cache_bytes(info, 2048, "f16")
     assert small.kv_cache == pytest.approx(f16 * (34 / 32 + 2) / 4, rel=1e-6)  # q8_0 keys, f16 values
+    assert small.gpu_kv_cache == f16  # a GPU run keeps llama.cpp's f16 keys
+    assert small.gpu_total > small.weights + f16
+
+
+def test_keys_are_cached_as_q8_0_only_where_a_head_is_whole_q8_0_blocks(smollm2_path: Path) -> None:
+    info = read_gguf(smollm2_path)  # 64 values a head
+    assert hw.key_cache_type(info) == "q8_0"
+    phi2_like = dataclasses.replace(info, key_length=80, value_length=80)  # Phi-2, StableLM
+    assert hw.key_cache_type(phi2_like) == "f16"
+    assert hw.estimate_memory(phi2_like, 2048).kv_cache == hw.kv_cache_bytes(phi2_like, 2048, "f16")
 
 
 # --- fit labels for machines we do not have ------------------------------------------------
@@ -222,10 +232,11 @@ MAC_ON_TWO_CORES = dataclasses.replace(MAC_16GB, physical_cores=2)
 
 
 def test_the_speed_estimate_matches_the_measured_decode_speed_of_the_real_smollm2(smollm2_path: Path) -> None:
-    """docs/BENCHMARKS.md: the app decodes this file at 152 tok/s on this 2-core machine."""
-    estimate = hw.estimate_memory(read_gguf(smollm2_path), 512)
-    at_depth_zero = dataclasses.replace(estimate, kv_cache=0)
-    assert 0.85 * 152 <= hw.cpu_tokens_per_second(at_depth_zero, physical_cores=2) <= 152
+    """docs/BENCHMARKS.md: on this 2-core machine the app decodes on one thread at 0.98 of
+    llama-bench, which decodes this file at 129 tok/s with 500 cached tokens and 105 with 1,600:
+    ~98 with 2,048, half the 4,096-token context the estimate averages over."""
+    estimate = hw.estimate_memory(read_gguf(smollm2_path), 4096)
+    assert 0.85 * 98 <= hw.cpu_tokens_per_second(estimate, physical_cores=2) <= 98
 
 
 def test_a_model_that_fits_in_ram_but_writes_slower_than_people_read_may_be_slow(catalog_shapes) -> None:
@@ -248,7 +259,8 @@ def test_a_small_model_fits_and_the_reason_says_how_fast_it_writes(catalog_shape
 def test_more_cores_help_until_ram_bandwidth_is_the_limit(catalog_shapes) -> None:
     llama3b = hw.estimate_memory(catalog_shapes["llama-3.2-3b-instruct"], 4096)
     speeds = [hw.cpu_tokens_per_second(llama3b, cores) for cores in (1, 2, 3, 16, 64)]
-    assert speeds[0] < speeds[1] < speeds[2] == speeds[3] == speeds[4]  # 3 cores x 7 GB/s > 20 GB/s
+    # 1 and 2 cores decode on one thread (a core stays free); 2 threads x 12 GB/s > 20 GB/s of RAM
+    assert speeds[0] == speeds[1] < speeds[2] == speeds[3] == speeds[4]
     assert hw.fit(llama3b, TWO_CORE_CPU).label is FitLabel.MAY_BE_SLOW
     assert hw.fit(llama3b, SIXTEEN_CORE_CPU).label is FitLabel.FITS
 

@@ -42,6 +42,7 @@ from slmchat.core.hub import (
     Hub,
     guess_quantization,
     model_stem,
+    split_part,
 )
 from slmchat.core.library import ModelLibrary, ModelSource
 from slmchat.paths import Paths
@@ -510,6 +511,15 @@ def test_each_file_of_a_repo_is_labelled_by_its_own_size(hub, fake_hub, smollm2_
 )
 def test_files_of_one_model_share_a_stem_whatever_their_quantization_or_split(filename, stem):
     assert model_stem(filename) == stem
+
+
+@pytest.mark.parametrize(("filename", "part"), [
+    ("Llama-3.2-1B-Instruct-Q4_K_M-00002-of-00003.gguf", (2, 3)),
+    ("Llama-3.2-1B-Instruct-Q4_K_M-00001-of-00001.gguf", None),  # one whole file, named as a split
+    ("Llama-3.2-1B-Instruct-Q4_K_M.gguf", None),
+])
+def test_only_names_of_two_or_more_parts_are_splits(filename, part):
+    assert split_part(filename) == part
 
 
 def test_a_repo_of_several_models_labels_each_file_from_its_own_models_header(

@@ -50,7 +50,7 @@ class Resolved:
     n_gpu_layers: int
     use_extra_bufts: bool
     backend: str  # "CPU", "CUDA", "Metal", "Vulkan", ...
-    flash_attn: bool = False
+    flash_attn: bool | None = False  # None: llama.cpp decides (AUTO: on where the device has it)
     key_cache_type: str = "q8_0"  # "q8_0" or "f16"; values are always f16
     n_ubatch: int = hardware.CPU_UBATCH
 
@@ -119,27 +119,17 @@ def decide(config: EngineConfig, detected: Detected, shape: hardware.ModelShape)
     on_gpu = offload and n_gpu_layers != 0
     return Resolved(
         n_ctx=max(1, n_ctx),
-        n_threads=config.n_threads or decode_threads(detected.machine.physical_cores),
+        n_threads=config.n_threads or hardware.decode_threads(detected.machine.physical_cores),
         n_threads_batch=config.n_threads or detected.machine.physical_cores,
         n_gpu_layers=n_gpu_layers,
         use_extra_bufts=extra_bufts,
         backend=accelerators[0] if on_gpu else "CPU",
         # hardware.CPU_UBATCH says why the CPU runs without flash attention, with q8_0 keys;
         # on a GPU llama.cpp's defaults are the fast ones.
-        flash_attn=on_gpu,
-        key_cache_type="f16" if on_gpu else "q8_0",
+        flash_attn=None if on_gpu else False,
+        key_cache_type="f16" if on_gpu else hardware.key_cache_type(shape),
         n_ubatch=hardware.GPU_UBATCH if on_gpu else hardware.CPU_UBATCH,
     )
-
-
-def decode_threads(physical_cores: int) -> int:
-    """Threads for decoding: one core fewer than the machine has, so the window and the rest of
-    the system keep a core. llama.cpp's threads wait for each other at every step of a token
-    (spinning), so one thread pushed off its core stalls them all: on the 2-core development
-    machine two threads fell from ~150 to 4-50 tokens/s whenever another program was busy,
-    while one thread gave up only 4 % of the quiet speed (docs/BENCHMARKS.md). Prompts still
-    use every core: the window is idle while the user waits for the first word."""
-    return max(1, physical_cores - 1)
 
 
 def memory_cap(shape: hardware.ModelShape, n_ctx: int, total_ram: int) -> int:
@@ -174,8 +164,9 @@ def context_params(resolved: Resolved, n_batch: int = 512) -> Any:
     params.n_ctx = resolved.n_ctx
     params.n_batch = min(n_batch, resolved.n_ctx)
     params.n_ubatch = min(resolved.n_ubatch, params.n_batch)
-    params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if resolved.flash_attn
-                              else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    params.flash_attn_type = {None: llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+                              True: llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                              False: llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}[resolved.flash_attn]
     params.type_k = getattr(llama_cpp, _CACHE_TYPES[resolved.key_cache_type])
     params.n_threads = resolved.n_threads
     params.n_threads_batch = resolved.n_threads_batch

@@ -149,7 +149,7 @@ class Engine:
             n_gpu_layers=self.resolved.n_gpu_layers,
             extra={
                 "use_extra_bufts": "on" if self.resolved.use_extra_bufts else "off",
-                "flash_attn": "on" if self.resolved.flash_attn else "off",
+                "flash_attn": {None: "auto", True: "on", False: "off"}[self.resolved.flash_attn],
                 "key_cache_type": self.resolved.key_cache_type,
                 "n_ubatch": str(self.resolved.n_ubatch),
                 "llama_build": _system_info(),

@@ -42,9 +42,9 @@ MIB = 1024**2
 # at depth 0, 185 at 2,048) while llama.cpp reserves a quarter of the 512-token compute buffer.
 # (A q8_0 V cache would need flash attention.)
 CPU_UBATCH = 128
-KEY_BYTES = 34 / 32
-VALUE_BYTES = 2.0
-# With a GPU the engine keeps llama.cpp's defaults: flash attention, f16 cache, 512-token ubatches.
+CACHE_TYPE_BYTES = {"q8_0": 34 / 32, "f16": 2.0}  # bytes per cached value
+# With a GPU the engine keeps llama.cpp's defaults: flash attention (auto), f16 cache, 512-token
+# ubatches.
 GPU_UBATCH = 512
 # llama.cpp rounds the context up to a multiple of 256 cells.
 CONTEXT_STEP = 256
@@ -69,14 +69,12 @@ APPLE_SHARE_THRESHOLD = 36 * 1000**3
 # How fast a model writes on the CPU alone. Decoding one token reads every weight once, plus the
 # conversation memory (KV cache) written so far, so the speed is the bytes the cores can stream
 # per second divided by the bytes read per token.
-# Per core: measured on the development machine (AMD EPYC Zen 5 KVM guest, 2 cores, AVX-512,
-# llama-cpp-python 0.3.36; docs/BENCHMARKS.md, "decode speed" via benchmarks/decode_ratio.py):
-# SmolLM2-135M-Instruct Q4_1, 96.6 MB of weights, decodes at 152 tok/s in the app with 2 threads
-# (14.7 GB/s of weights; llama-bench alone 179 tok/s) and 147 tok/s with 1 thread. We take the
-# app's 2-thread figure per core, rounded down: 7 GB/s. Counting the cache's bytes too: at a KV
-# depth of 1,600 tokens llama-bench's tg64 ran at about 0.6 of its depth-0 speed (same page,
-# 111-113 tok/s), this estimate says 0.70. Older or low-power cores are slower than this one.
-CPU_BYTES_PER_SECOND_PER_CORE = 7 * 1000**3
+# Per decoding thread (the engine decodes on decode_threads(cores)): measured on the development
+# machine (AMD EPYC Zen 5 KVM guest, AVX-512, llama-cpp-python 0.3.36; docs/BENCHMARKS.md): one
+# thread decodes SmolLM2-135M-Instruct Q4_1 (96.6 MB of weights, q8_0 keys) at ~98 tok/s with
+# 2,048 cached tokens (llama-bench tg64: 129 at 500, 105 at 1,600) — ~13 GB/s counting the weights
+# and half of a 4,096-token cache as this estimate does. Rounded down for older or low-power cores.
+CPU_BYTES_PER_SECOND_PER_CORE = 12 * 1000**3
 # Cores share the memory bus, so beyond a few cores decoding is bound by RAM bandwidth. Peak is
 # 25.6 GB/s for one channel of DDR4-3200 and 51.2 GB/s for two; streaming reaches ~80 % of peak.
 # 20 GB/s is a conservative sustained figure for laptops and desktops (Apple chips and servers
@@ -187,6 +185,7 @@ class MemoryEstimate:
     overhead: int  # process baseline + llama.cpp context and tokenizer tables
     n_ctx: int
     compute_reserved: int = 0  # the whole reservation, which a GPU backend allocates for real
+    gpu_kv_cache: int = 0  # the cache as a GPU run keeps it (f16 keys)
 
     @property
     def total(self) -> int:
@@ -196,7 +195,7 @@ class MemoryEstimate:
     @property
     def gpu_total(self) -> int:
         """What a GPU must hold when every layer is offloaded (buffers allocated in full)."""
-        return self.weights + self.kv_cache + max(self.compute, self.compute_reserved)
+        return self.weights + self.gpu_kv_cache + max(self.compute, self.compute_reserved)
 
     def describe(self) -> str:
         return (
@@ -227,9 +226,18 @@ def _meta_int(info: ModelShape, suffix: str) -> int | None:
     return None
 
 
-def kv_cache_bytes(info: ModelShape, n_ctx: int, key_bytes: float = KEY_BYTES,
-                   value_bytes: float = VALUE_BYTES) -> int:
-    """K and V for every layer and cell: n_layer * n_ctx * n_head_kv * (key_len + value_len).
+def key_cache_type(info: ModelShape) -> str:
+    """The CPU's key cache: q8_0 where a head's keys are whole q8_0 blocks (32 values), else f16.
+
+    Without flash attention llama.cpp does not check that the block size divides the head size,
+    and a head of 80 values (Phi-2, StableLM) would be read with wrong strides.
+    """
+    return "q8_0" if _head_dim(info) % 32 == 0 else "f16"
+
+
+def kv_cache_bytes(info: ModelShape, n_ctx: int, key_type: str | None = None) -> int:
+    """K and V for every layer and cell: n_layer * n_ctx * n_head_kv * (key_len + value_len),
+    keys as `key_type` (default: the CPU's, `key_cache_type`), values f16.
 
     llama-cpp-python keeps sliding-window layers at full size ("full-size SWA cache"), so
     every layer counts the whole context.
@@ -237,7 +245,9 @@ def kv_cache_bytes(info: ModelShape, n_ctx: int, key_bytes: float = KEY_BYTES,
     key_len = _head_dim(info)
     value_len = info.value_length or key_len
     cells = _round_up(n_ctx, CONTEXT_STEP)
-    return int(info.block_count * cells * info.head_count_kv * (key_len * key_bytes + value_len * value_bytes))
+    key_bytes = CACHE_TYPE_BYTES[key_type or key_cache_type(info)]
+    return int(info.block_count * cells * info.head_count_kv
+               * (key_len * key_bytes + value_len * CACHE_TYPE_BYTES["f16"]))
 
 
 def _attention_per_cell(info: ModelShape, n_ubatch: int) -> int:
@@ -261,25 +271,26 @@ def _activation_bytes(info: ModelShape, n_ubatch: int) -> int:
 def estimate_memory(info: ModelShape, n_ctx: int) -> MemoryEstimate:
     """What loading this model with `n_ctx` context costs, from its GGUF metadata alone.
 
-    It is the engine's CPU run (q8_0 keys, f16 values, flash attention off, CPU_UBATCH). The
-    weights are the tensor bytes: with or without mmap every page is read on the first full
-    pass. The compute part is the worst case of a CPU run, a full ubatch attending over a full
-    context; llama.cpp reserves more (logits for a whole ubatch) but a chat never touches it on
-    CPU, while a GPU backend allocates the whole reservation of its larger ubatches
-    (`compute_reserved`).
+    `total` is the engine's CPU run (`key_cache_type` keys, f16 values, flash attention off,
+    CPU_UBATCH). The weights are the tensor bytes: with or without mmap every page is read on the
+    first full pass. The compute part is the worst case of a CPU run, a full ubatch attending over
+    a full context; llama.cpp reserves more (logits for a whole ubatch) but a chat never touches
+    it on CPU. `gpu_total` is a GPU run: f16 keys, and the whole reservation for its larger
+    ubatches, which a GPU backend allocates (`compute_reserved`).
     """
     cells = _round_up(n_ctx, CONTEXT_STEP)
     n_vocab = info.vocab_size
     attention = cells * _attention_per_cell(info, CPU_UBATCH)
-    activations = _activation_bytes(info, CPU_UBATCH)
     output = n_vocab * 4
     return MemoryEstimate(
         weights=int(info.tensor_bytes),
         kv_cache=kv_cache_bytes(info, n_ctx),
-        compute=attention + activations + output,
+        compute=attention + _activation_bytes(info, CPU_UBATCH) + output,
         overhead=PROCESS_BASELINE_BYTES + LOAD_FIXED_BYTES + n_vocab * VOCAB_BYTES_PER_TOKEN,
         n_ctx=n_ctx,
-        compute_reserved=max(attention, n_vocab * GPU_UBATCH * 4) + activations + output,
+        compute_reserved=(max(attention, n_vocab * GPU_UBATCH * 4)
+                          + _activation_bytes(info, GPU_UBATCH) + output),
+        gpu_kv_cache=kv_cache_bytes(info, n_ctx, "f16"),
     )
 
 
@@ -303,14 +314,25 @@ def fit(estimate: MemoryEstimate, machine: Machine) -> Fit:
     return _with_cpu_speed(memory, machine)
 
 
+def decode_threads(physical_cores: int) -> int:
+    """Threads for decoding: one core fewer than the machine has, so the window and the rest of
+    the system keep a core. llama.cpp's threads wait for each other at every step of a token
+    (spinning), so one thread pushed off its core stalls them all: on the 2-core development
+    machine two threads fell from ~150 to 4-50 tokens/s whenever another program was busy, while
+    one thread kept 0.98 of llama-bench's speed with the window streaming (docs/BENCHMARKS.md).
+    Prompts still use every core: the window is idle while the user waits for the first word."""
+    return max(1, physical_cores - 1)
+
+
 def cpu_tokens_per_second(estimate: MemoryEstimate, physical_cores: int) -> float:
     """The expected decode speed on the CPU alone, in tokens a second.
 
     Each token reads all the weights and the conversation memory so far; the cache counts at
-    half the context, the average over a conversation that fills it. The cores stream bytes at
-    CPU_BYTES_PER_SECOND_PER_CORE each, together no faster than RAM_BYTES_PER_SECOND.
+    half the context, the average over a conversation that fills it. The decoding threads stream
+    bytes at CPU_BYTES_PER_SECOND_PER_CORE each, together no faster than RAM_BYTES_PER_SECOND.
     """
-    streamed = min(max(1, physical_cores) * CPU_BYTES_PER_SECOND_PER_CORE, RAM_BYTES_PER_SECOND)
+    threads = decode_threads(physical_cores)
+    streamed = min(threads * CPU_BYTES_PER_SECOND_PER_CORE, RAM_BYTES_PER_SECOND)
     return streamed / max(1, estimate.weights + estimate.kv_cache // 2)
 
 

@@ -137,9 +137,12 @@ def guess_quantization(filename: str) -> str | None:
 
 
 def split_part(filename: str) -> tuple[int, int] | None:
-    """(part, of how many) for a part of a split model ("x-00002-of-00003.gguf" -> (2, 3)), else None."""
+    """(part, of how many) for a part of a split model ("x-00002-of-00003.gguf" -> (2, 3)), else
+    None; "x-00001-of-00001.gguf" is one whole file, not a split."""
     match = _SPLIT.search(filename)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    if match is None or int(match.group(2)) == 1:
+        return None
+    return int(match.group(1)), int(match.group(2))
 
 
 def model_stem(filename: str) -> str:
