@@ -85,7 +85,8 @@ class MainWindow(QMainWindow):
         self.machine: Machine | None = None
         self._recommended: tuple[DownloadKey, Recommendation] | None = None
         self.downloads = Downloads(library, paths, self)
-        self.trash = Trash(controller.store, session, self)
+        self.trash = Trash(controller.store, session,  # it rewrites the file when the GUI is not writing
+                           lambda: controller.busy or controller.meaning.indexing, self)
         self.setWindowTitle("slmchat")
         self.resize(1180, 780)
         self.setMinimumSize(760, 520)

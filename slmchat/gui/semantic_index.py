@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject
@@ -23,6 +24,14 @@ if TYPE_CHECKING:
     from slmchat.core import semantic
 
 log = logging.getLogger(__name__)
+
+
+def _semantic() -> ModuleType:
+    """`slmchat.core.semantic`, imported when first needed: it brings numpy, which the window
+    loads only once there is an embedding model."""
+    from slmchat.core import semantic
+
+    return semantic
 
 
 class SemanticIndex(QObject):
@@ -54,13 +63,12 @@ class SemanticIndex(QObject):
         if model is None:
             on_hits([])
             return
-        from slmchat.core import semantic  # with numpy: only once there is an embedding model
-
+        vectors = _semantic()
         reader = self.store.reader()
 
         def ranked(client: Any) -> list:
             try:
-                return semantic.search(reader, client, text, k=limit)
+                return vectors.search(reader, client, text, k=limit)
             finally:
                 reader.close()
 
@@ -72,13 +80,12 @@ class SemanticIndex(QObject):
             self._indexing = False
             return
         self._indexing = True
-        from slmchat.core import semantic  # with numpy: only once there is an embedding model
-
+        vectors = _semantic()
         reader = self.store.reader()
 
         def embed(client: Any) -> list[semantic.EmbeddingRow]:
             try:
-                return semantic.index_pending(reader, client, after_id=after_id)
+                return vectors.index_pending(reader, client, after_id=after_id)
             finally:
                 reader.close()
 
@@ -86,7 +93,7 @@ class SemanticIndex(QObject):
             if not rows:
                 self._indexing = False
                 return
-            semantic.save_embeddings(self.store, rows)
+            vectors.save_embeddings(self.store, rows)
             self._batch(after_id=rows[-1].message_id)
 
         def failed(error: Exception) -> None:  # search by meaning misses these until the next try

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-_FENCE = re.compile(r" {0,3}(```|~~~)")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")  # indent, the run of markers, the rest of the line
 _LIST_ITEM = re.compile(r"(\d{1,9}[.)]|[-*+])(\s|$)")
 
 
@@ -33,8 +33,24 @@ def settled_end(text: str, start: int = 0) -> int:
         line = text[position:newline]
         if not fence and blank_before and line[:1] not in ("", " ", "\t") and not _LIST_ITEM.match(line):
             end = position  # the previous line was blank: everything before this one is settled
-        marker = _FENCE.match(line)
-        if marker and (not fence or marker.group(1) == fence):
-            fence = "" if fence else marker.group(1)
+        fence = _fence_after(line, fence)
         blank_before = not fence and not line.strip()
         position = newline + 1
+
+
+def _fence_after(line: str, fence: str) -> str:
+    """The open fence's markers after `line` ("" outside a fence), by CommonMark's rules.
+
+    A fence opens with 3 or more backticks or tildes (a backtick opener's info string holds no
+    backtick: "```ls```" is inline code) and closes only on a line of the same character, at
+    least as many of it, and nothing else but spaces or tabs; so a "```python" line inside a
+    fence, or "```" inside a "````" fence, is code.
+    """
+    marker = _FENCE.match(line)
+    if marker is None:
+        return fence
+    run, rest = marker.groups()
+    if not fence:
+        return "" if run[0] == "`" and "`" in rest else run
+    closes = run[0] == fence[0] and len(run) >= len(fence) and not rest.strip(" \t")
+    return "" if closes else fence

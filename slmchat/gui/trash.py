@@ -4,17 +4,24 @@ Deleting for good removes the rows (`Store.delete_forever` / `empty_trash`), the
 memory of the chat (its KV state files) and then, a moment later, rewrites the database so the
 words are gone from the file's bytes too (`Store.purge`: VACUUM and an emptied WAL). The rewrite
 is coalesced on a short timer rather than run per click: several deletions cost one rewrite. It
-runs on a worker thread with a connection of its own (`purge_file`: ~100 ms per 10 MB would
+runs on a thread of its own with a connection of its own (`purge_file`: ~100 ms per 10 MB would
 freeze the window), except at exit, where it runs on the GUI thread and must finish first.
+
+While the rewrite runs, a write on the GUI thread waits for it (up to the 5 s busy timeout) and
+then fails, "database is locked"; so it never starts while a reply streams (its text is saved
+every second) or the GUI is otherwise about to write: the timer waits again instead. A rewrite
+that met a lock is tried again later too, not reported as a disk error.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -36,7 +43,7 @@ from slmchat.gui.workers import run_task
 
 log = logging.getLogger(__name__)
 
-PURGE_DELAY_MS = 1500  # after the last deletion; a busy reader (a search) makes it try again
+PURGE_DELAY_MS = 1500  # after the last deletion; a busy reader (a search) or writer makes it try again
 _CONVERSATION = Qt.ItemDataRole.UserRole + 1
 
 
@@ -47,17 +54,27 @@ class _Purge:
         self.path = path
         self.covers = covers
         self.complete = False  # True when no reader kept the write-ahead log from being emptied
+        self.locked = False  # another connection held the database: try again shortly
         self.failed = False
         self.ended = threading.Event()  # set on the worker: the exit purge waits on it
 
     def __call__(self) -> None:
         try:
             self.complete = purge_file(self.path)
-        except Exception:  # a disk error: the next deletion or the exit tries again
-            self.failed = True
-            log.warning("rewriting the database after a deletion failed", exc_info=True)
+        except Exception as error:
+            if _locked(error):
+                self.locked = True
+            else:  # a disk error: the next deletion or the exit tries again
+                self.failed = True
+                log.warning("rewriting the database after a deletion failed", exc_info=True)
         finally:
             self.ended.set()
+
+
+def _locked(error: Exception) -> bool:
+    """SQLite gave up waiting for another connection (after its busy timeout)."""
+    return (isinstance(error, sqlite3.OperationalError)
+            and error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 
 
 class Trash(QObject):
@@ -65,10 +82,17 @@ class Trash(QObject):
 
     changed = Signal()
 
-    def __init__(self, store: Store, session: ModelSession, parent: QObject | None = None) -> None:
+    def __init__(self, store: Store, session: ModelSession, writing: Callable[[], bool],
+                 parent: QObject | None = None) -> None:
+        """`writing()` is True while the GUI thread writes to the store often or soon (a reply
+        streaming): the background rewrite waits for it to be False."""
         super().__init__(parent)
         self.store = store
         self.session = session
+        self._writing = writing
+        # Its own thread: the exit purge waits for a rewrite under way, which must not be queued
+        # on the shared pool behind a model load or a hub listing.
+        self._pool = QThreadPool(self, maxThreadCount=1)
         self._deletions = 0  # counted, so a purge that began before a deletion is known not to cover it
         self._purged_through = 0
         self._running: _Purge | None = None
@@ -115,8 +139,11 @@ class Trash(QObject):
     def _purge_in_background(self) -> None:
         if self._running is not None:
             return  # one at a time: when it ends, it looks for deletions it did not cover
+        if self._writing():
+            self._purge_timer.start()
+            return
         purge = self._running = _Purge(self.store.path, self._deletions)
-        run_task(purge, lambda _none: self._ended(purge), lambda _error: self._ended(purge))
+        run_task(purge, lambda _none: self._ended(purge), lambda _error: self._ended(purge), self._pool)
 
     def _ended(self, purge: _Purge, retry: bool = True) -> None:
         if self._running is not purge:
@@ -124,6 +151,8 @@ class Trash(QObject):
         self._running = None
         if purge.complete:
             self._purged_through = max(self._purged_through, purge.covers)
+        elif purge.locked:
+            log.info("another connection held the database; purging again shortly")
         elif not purge.failed:
             log.info("a reader kept the write-ahead log busy; purging again shortly")
         if retry and self.purge_pending and not purge.failed and not self._purge_timer.isActive():

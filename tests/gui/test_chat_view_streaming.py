@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import shiboken6
+from markdown_it import MarkdownIt
 from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtWidgets import QApplication
 
@@ -114,6 +118,32 @@ def test_blocks_do_not_settle_inside_a_code_fence_or_a_list():
     assert settled_end(listed) == 0  # a loose list and a continuation stay with their list
 
 
+FENCED_BLOCKS = {
+    "a longer fence holds shorter ones": "````markdown\n```python\nx = 1\n\nText inside.\n```\n\n````\n",
+    "an info string does not close a fence": "```\n```python\n\nprint(1)\n```\n",
+    "text after the markers does not close a fence": "```\ncode\n``` and more\n\nstill code\n```\n",
+    "tildes do not close backticks": "```\n~~~\n\nstill code\n```\n",
+    "backticks do not close tildes": "~~~\n```\n\nstill code\n~~~\n",
+    "fewer tildes do not close": "~~~~\n~~~\n\nstill code\n~~~~ \n",
+    "indented up to three spaces": "   ```\ncode\n\n  more\n  ```\n",
+    "backticks in the info string make inline code": "```ls``` lists the files.\n",
+}
+
+
+@pytest.mark.parametrize("block", FENCED_BLOCKS.values(), ids=FENCED_BLOCKS.keys())
+def test_a_code_fence_closes_only_as_commonmark_closes_it(block: str):
+    intro = "Intro.\n\n"
+    text = intro + block + "\nAfter.\nmore"
+    # markdown-it, which renders the reply, sees three blocks: the intro, this one, "After."
+    after_line = intro.count("\n") + block.count("\n") + 1
+    starts = sorted({token.map[0] for token in MarkdownIt("commonmark").parse(text) if token.level == 0 and token.map})
+    assert starts == [0, intro.count("\n"), after_line]
+
+    assert text[:settled_end(text)] == intro + block + "\n"
+    for cut in range(len(intro), len(intro) + len(block)):  # nothing inside the block settles
+        assert settled_end(text[:cut]) in (0, len(intro)), repr(text[:cut])
+
+
 def test_settling_from_an_earlier_result_finds_what_settling_from_the_start_finds():
     text = "\n".join(_answer(n) for n in range(4))
     for cut in range(0, len(text), 5):
@@ -155,3 +185,23 @@ def _anchors(view: ChatView, row: int) -> set[str]:
     return {view.itemDelegate().anchor_at(message, view.font(), QRectF(rect), QPointF(x, y))
             for y in range(max(0, rect.top()), min(rect.bottom(), view.viewport().height()), 3)
             for x in range(rect.left(), rect.right(), 4)}
+
+
+@pytest.mark.parametrize("leave", ["open another chat", "drop the reply"])
+def test_a_streaming_reply_that_leaves_the_list_frees_its_settled_blocks(qtbot, long_chat, leave):
+    model, view = long_chat
+    streaming = model.rowCount() - 1
+    _streamed(model, streaming, "\n\n" + _answer(1) + "\n" + _answer(2) + "\nThe end")
+    delegate = view.itemDelegate()
+    reply = model.message(streaming).id
+    settled = [weakref.ref(doc) for doc, _blocks in delegate._settled[reply].parts]
+    assert settled
+
+    if leave == "open another chat":  # mid-reply: the reply never lays out again as finished
+        model.set_messages([MessageView(id=LONG_CHAT + 10, role="user", text="Another chat")])
+    else:
+        model.truncate(streaming)
+    _settle(qtbot)
+    gc.collect()
+    assert reply not in delegate._settled
+    assert [ref for ref in settled if ref() is not None] == []  # the documents are gone, not cached

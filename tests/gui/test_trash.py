@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
+import sqlite3
 import string
+import threading
 
 import pytest
 from gui_helpers import start_chatting, wait_until_idle
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, Qt, QThreadPool, QTimer
 from PySide6.QtWidgets import QMessageBox
 
+from slmchat.core import store_open
 from slmchat.core.chat_session import session_key
 from slmchat.core.kv_state import KVStateStore, StateIdentity
+from slmchat.gui import trash
 from slmchat.gui.trash import TrashDialog
 
 SECRET = "Marmalade-Zeppelin-4417"
@@ -163,3 +168,84 @@ def test_the_window_keeps_responding_while_the_file_is_rewritten_after_a_deletio
     gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
     print(f"\nheartbeat during the purge: {len(gaps)} gaps, max {max(gaps)} ms")
     assert max(gaps) < 250, f"the GUI thread stalled for {max(gaps)} ms while the file was rewritten"
+
+
+@pytest.fixture
+def purges(monkeypatch) -> list:
+    """What each background rewrite returned or raised (the real `purge_file` runs); the
+    rewrite's timer shortened to 50 ms."""
+    monkeypatch.setattr(trash, "PURGE_DELAY_MS", 50)
+    outcomes: list = []
+    real = trash.purge_file
+
+    def recorded(path):
+        try:
+            outcomes.append(real(path))
+        except Exception as error:
+            outcomes.append(error)
+            raise
+        return outcomes[-1]
+
+    monkeypatch.setattr(trash, "purge_file", recorded)
+    return outcomes
+
+
+def _secret_chat_deleted_forever(window) -> None:
+    store = window.controller.store
+    secret = store.new_conversation(title="Secret")
+    store.add_user_message(secret.id, f"My password is {SECRET}.")
+    window.controller.trash(secret.id)
+    window.trash.delete_forever(secret.id)
+
+
+@pytest.mark.slow
+def test_the_file_is_not_rewritten_while_a_reply_streams(qtbot, make_window, monkeypatch, purges):
+    """The rewrite locks the database; the reply saves its text every second on the GUI thread."""
+    window = make_window(max_tokens=64)
+    start_chatting(qtbot, window)
+    busy_when_started: list[bool] = []
+    real = trash.purge_file
+    monkeypatch.setattr(trash, "purge_file", lambda path: busy_when_started.append(window.controller.busy) or real(path))
+    window.controller.send("Tell me a long story about a cat who sails around the world.")
+    assert window.controller.busy
+    _secret_chat_deleted_forever(window)
+
+    wait_until_idle(qtbot, window)
+    qtbot.waitUntil(lambda: not window.trash.purge_pending, timeout=10_000)
+    assert busy_when_started and not any(busy_when_started)
+    assert SECRET.encode() not in _bytes_on_disk(window)
+
+
+def test_a_rewrite_that_finds_the_database_locked_is_tried_again_not_reported(qtbot, make_window, monkeypatch,
+                                                                               purges, caplog):
+    window = make_window()
+    monkeypatch.setattr(store_open, "BUSY_TIMEOUT_S", 0.05)  # the rewrite's own connection gives up soon
+    _secret_chat_deleted_forever(window)
+    other = sqlite3.connect(window.controller.store.path, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        qtbot.waitUntil(lambda: bool(purges), timeout=10_000)
+    finally:
+        other.rollback()
+        other.close()
+
+    assert isinstance(purges[0], sqlite3.OperationalError) and "locked" in str(purges[0])
+    qtbot.waitUntil(lambda: not window.trash.purge_pending, timeout=10_000)
+    assert SECRET.encode() not in _bytes_on_disk(window)
+    assert [r for r in caplog.records if r.name == trash.__name__ and r.levelno >= logging.WARNING] == []
+
+
+def test_the_rewrite_does_not_queue_behind_other_background_work(qtbot, make_window, purges):
+    """Closing the window waits for a rewrite under way: it must not sit behind model loads."""
+    window = make_window()
+    shared = QThreadPool.globalInstance()
+    release = threading.Event()
+    for _ in range(shared.maxThreadCount()):  # every shared thread busy, as with a slow hub listing
+        shared.start(release.wait)
+    try:
+        _secret_chat_deleted_forever(window)
+        qtbot.waitUntil(lambda: not window.trash.purge_pending, timeout=10_000)
+    finally:
+        release.set()
+        shared.waitForDone()
+    assert SECRET.encode() not in _bytes_on_disk(window)
