@@ -1,15 +1,14 @@
-"""Compare hardware.estimate_memory with the RSS a real llama.cpp process reaches.
+"""Compare hardware.estimate_memory with the RSS the app's own engine reaches.
 
-Each (model, n_ctx) runs in a fresh child process that imports llama_cpp, records its RSS,
-loads the model with use_mmap=False (so the weights are plain resident memory, as the user's
-machine feels them after the first full pass, with no page-cache ambiguity), decodes a short
-prompt, then fills the whole context with a long prompt (its last batches attend over almost
-every cell: the worst case a long conversation reaches) and records the peak RSS. The estimate
-is compared with that peak.
+Each (model, n_ctx) runs in a fresh child process that imports the engine as the engine process
+does (llama.cpp's bindings, the template code), records its RSS, loads the model with
+`core.engine.Engine` (the app's own settings: flash attention off, q8_0 keys, 128-token
+ubatches; weights mapped, every page read by the first full pass), decodes a short prompt, then
+fills the whole context with a long prompt (its last batches attend over almost every cell: the
+worst case a long conversation reaches) and records the peak RSS. The estimate is compared with
+that peak.
 
     .venv/bin/python benchmarks/memory_estimate.py [--ctx 512 2048 8192]
-
-Refuses to run on a CPU with AMX (the high-level Llama cannot turn off use_extra_bufts).
 """
 
 from __future__ import annotations
@@ -30,37 +29,29 @@ N_THREADS = 2
 MIB = 1024**2
 
 CHILD = r"""
-import json, sys, resource
+import json, sys, resource, tempfile
+from pathlib import Path
 import psutil
 proc = psutil.Process()
-import llama_cpp
-from llama_cpp import Llama
 path, n_ctx = sys.argv[1], int(sys.argv[2])
+from slmchat.core.engine import Engine  # the engine process's own imports: llama.cpp's bindings, jinja2
+from slmchat.core.generation import EngineConfig, GenerationSettings
 out = {"baseline": proc.memory_info().rss}
-# As the engine runs on the CPU (backend.decide): no flash attention, q8_0 keys, small ubatches.
-llm = Llama(path, n_ctx=n_ctx, n_threads=__N_THREADS__, use_mmap=False, verbose=False, flash_attn=False,
-            type_k=llama_cpp.GGML_TYPE_Q8_0, n_batch=512, n_ubatch=__N_UBATCH__)
+engine = Engine(EngineConfig(Path(path), n_ctx=n_ctx, n_threads=__N_THREADS__), kv_states=Path(tempfile.mkdtemp()))
 out["loaded"] = proc.memory_info().rss
-sentence = llm.tokenize(b" The quick brown fox jumps over the lazy dog.", add_bos=False)
-llm.eval(llm.tokenize(b"Hello"))
-llm.sample()
+one = GenerationSettings(max_tokens=1, temperature=0)
+engine.complete("Hello", one).read()
 out["short_decode"] = proc.memory_info().rss
-llm.reset()
 # Fill the context: the last batches attend over almost n_ctx cells, the worst case a long
 # conversation reaches (llama.cpp sizes attention by the cells in use, not by n_ctx).
-fill = n_ctx - 16
-llm.eval((sentence * (fill // len(sentence) + 1))[:fill])
+sentence = " The quick brown fox jumps over the lazy dog."
+per_sentence = len(engine.tokenize(sentence * 10, add_special=False, parse_special=False)) / 10
+engine.complete(sentence * int((engine.n_ctx - 32) / per_sentence), one).read()
 out["full_context"] = proc.memory_info().rss
 out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+out["n_ctx"] = engine.n_ctx
 print(json.dumps(out))
-""".replace("__N_THREADS__", str(N_THREADS)).replace("__N_UBATCH__", str(hardware.CPU_UBATCH))
-
-
-def has_amx() -> bool:
-    try:
-        return " amx" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+""".replace("__N_THREADS__", str(N_THREADS))
 
 
 def test_models() -> dict[str, Path]:
@@ -90,11 +81,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ctx", type=int, nargs="+", default=[512, 2048, 8192])
     args = parser.parse_args()
-    if has_amx():
-        print("This CPU has AMX: the high-level Llama would crash here (llama.cpp issue 20824).")
-        return 2
-    print(f"llama-cpp-python, n_threads={N_THREADS}, use_mmap=False, n_ubatch={hardware.CPU_UBATCH}, flash attention off, "
-          f"K cache q8_0 (the engine's CPU settings)")
+    print(f"slmchat's Engine, n_threads={N_THREADS} (its CPU settings: flash attention off, "
+          f"q8_0 keys where heads allow, n_ubatch={hardware.CPU_UBATCH})")
     header = f"{'model':22} {'n_ctx':>6} {'base':>6} {'loaded':>7} {'short':>7} {'full':>7} {'peak':>7} {'estimate':>8} {'error':>7}"
     print(header + "   (MiB)")
     worst = 0.0

@@ -49,14 +49,16 @@ GPU_UBATCH = 512
 # llama.cpp rounds the context up to a multiple of 256 cells.
 CONTEXT_STEP = 256
 MIN_CONTEXT = 512
-# The calibration below is benchmarks/memory_estimate.py's measurement (Linux x86-64, Python
-# 3.11, llama-cpp-python 0.3.36, use_mmap=False, SmolLM2-135M and Gemma 3 270M at 512-8192).
-# An engine process before any model: interpreter, numpy, psutil and the llama.cpp library.
-PROCESS_BASELINE_BYTES = 47 * MIB
+# The calibration below is benchmarks/memory_estimate.py's measurement of the app's own Engine
+# (Linux x86-64, Python 3.11, llama-cpp-python 0.3.36, SmolLM2-135M and Gemma 3 270M at
+# 512-8192 tokens, 2026-11-25).
+# An engine process before any model: interpreter, psutil, llama.cpp's bindings and library.
+PROCESS_BASELINE_BYTES = 33 * MIB
 # What loading adds beyond weights and KV cache: llama.cpp's context, graph and tokenizer
-# tables (fixed part + per vocabulary entry), fitted to the two models (49k / 262k tokens).
-LOAD_FIXED_BYTES = 15 * MIB
-VOCAB_BYTES_PER_TOKEN = 128
+# tables (fixed part + per vocabulary entry), fitted to the same two models (49k / 262k tokens:
+# 59 and 101 MiB of overhead measured), so in-sample for them.
+LOAD_FIXED_BYTES = 16 * MIB
+VOCAB_BYTES_PER_TOKEN = 208
 # Leave this much of the *available* RAM to the rest of the system and the GUI.
 RAM_HEADROOM = 0.10
 # However many programs the user closes, the OS and desktop keep at least this much.
