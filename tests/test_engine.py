@@ -151,7 +151,7 @@ def test_the_engine_picks_the_tokens_llama_cpps_own_sampler_chain_picks(
     assert llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(batch, len(prompt))) == 0
     ours = smollm2._sampler(settings, prompt)
     reference = _plain_llama_cpp_chain(settings, llama_cpp.llama_vocab_n_tokens(vocab), prompt)
-    picked, penalised = [], 0
+    penalised = 0  # greedy picks that are not the top raw score: the penalty decided them
     one = (llama_cpp.llama_token * 1)()
     try:
         for _ in range(60):
@@ -159,14 +159,14 @@ def test_the_engine_picks_the_tokens_llama_cpps_own_sampler_chain_picks(
             assert llama_cpp.llama_sampler_sample(ours, ctx, -1) == expected
             unpenalised = llama_cpp.llama_get_logits_ith(ctx, -1)
             penalised += max(range(llama_cpp.llama_vocab_n_tokens(vocab)), key=lambda t: unpenalised[t]) != expected
-            picked.append(expected)
             one[0] = expected
             assert llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) == 0
     finally:
         llama_cpp.llama_sampler_free(ours)
         llama_cpp.llama_sampler_free(reference)
         llama_cpp.llama_memory_clear(smollm2._memory, True)
-    assert penalised > 0  # the penalty (or the draw) really moved the choice away from the top score
+    if settings.temperature <= 0:
+        assert penalised > 0  # the test text really makes the penalty matter
 
 
 def test_cancel_from_another_thread_stops_within_one_token(smollm2: Engine) -> None:
