@@ -320,8 +320,8 @@ def decode_threads(physical_cores: int) -> int:
     """Threads for decoding: one core fewer than the machine has, so the window and the rest of
     the system keep a core. llama.cpp's threads wait for each other at every step of a token
     (spinning), so one thread pushed off its core stalls them all: on the 2-core development
-    machine two threads fell from ~150 to 4-50 tokens/s whenever another program was busy, while
-    one thread kept 0.98 of llama-bench's speed with the window streaming (docs/BENCHMARKS.md).
+    machine, with one other program busy on one core, the app decoded at 39-52 tokens/s on two
+    threads and 139-145 on one (docs/BENCHMARKS.md).
     Prompts still use every core: the window is idle while the user waits for the first word."""
     return max(1, physical_cores - 1)
 
