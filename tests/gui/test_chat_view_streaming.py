@@ -103,6 +103,17 @@ def test_rows_replaced_below_a_message_get_their_own_heights(qtbot, long_chat):
         assert view.visualRect(model.index(row)).height() == expected, row
 
 
+def test_a_row_removed_and_replaced_is_asked_for_its_height_again(qtbot, long_chat):
+    """Heights are remembered by row: a replaced row must not answer with the old message's."""
+    model, view = long_chat
+    delegate = view.itemDelegate()
+    last = model.rowCount() - 1
+    assert delegate.hinted_height(last) is not None  # the list has asked for it and it is remembered
+    model.truncate(last)
+    model.append(MessageView(id=LONG_CHAT + 1, role="assistant", text="Short.", model="Test model"))
+    assert delegate.hinted_height(last) is None
+
+
 # --- a long reply is drawn as settled blocks plus the growing rest ------------------------------
 def test_a_block_settles_once_a_blank_line_ends_it_and_the_next_begins_at_the_margin():
     assert settled_end("First paragraph.\n\nSecond") == 0  # the line after the blank is not complete yet
