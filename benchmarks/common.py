@@ -113,7 +113,7 @@ def add_common_arguments(parser: Any, name: str) -> None:
 
 
 def add_threads_argument(parser: Any) -> None:
-    """`--threads`; left out, the engine decides as it does for a user (slmchat.core.backend:
+    """`--threads`; left out, the engine decides as it does for a user (slmchat.core.engine.backend:
     every physical core for prompts, one fewer for replies)."""
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads for prompts and replies (default: the app's own choice)")
@@ -232,7 +232,7 @@ class AppUnderTest:
 
     def __enter__(self) -> Self:
         from slmchat import app as slmchat_app
-        from slmchat.core.store import Store
+        from slmchat.core.store.store import Store
         from slmchat.paths import HOME_ENV
         from slmchat.settings import Settings, save_settings
 

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slmchat.core.gguf_check import check_gguf
+from slmchat.core.gguf.check import check_gguf
 
 MODEL_CACHE = Path.home() / ".cache" / "slmchat-test-models"
 

@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from slmchat.core.engine_process import EngineClient
 from slmchat.core.generation import (
     ChatMessage,
     EngineConfig,
@@ -29,6 +28,7 @@ from slmchat.core.generation import (
     GenerationStats,
     Role,
 )
+from slmchat.core.process.engine_client import EngineClient
 from slmchat.paths import Paths, starter_model
 
 SESSION = "benchmark-conversation"

@@ -89,7 +89,8 @@ def measure(messages: int, threads: int | None) -> dict[str, Any]:
     model = engine_parts.get("model file", {"rss": 0, "pss": 0})
     engine_without_model = engine.rss - model["rss"]
     return {
-        **ready, "gui_parts": gui_parts, "engine_parts": engine_parts,
+        **ready, "model": Path(ready["model"]).name,  # results name the file, never this machine's path
+        "gui_parts": gui_parts, "engine_parts": engine_parts,
         "gui_rss": gui.rss, "gui_uss": gui.uss, "gui_pss": gui.pss,
         "engine_rss": engine.rss, "engine_uss": engine.uss, "engine_pss": engine.pss,
         "model_file_rss": model["rss"], "model_file_pss": model["pss"],

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slmchat.core import hardware
-from slmchat.core.gguf_check import read_gguf
+from slmchat.core.gguf.check import read_gguf
+from slmchat.core.models import hardware
 
 N_THREADS = 2
 MIB = 1024**2
@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 proc = psutil.Process()
 path, n_ctx = sys.argv[1], int(sys.argv[2])
-from slmchat.core.engine import Engine  # the engine process's own imports: llama.cpp's bindings, jinja2
+from slmchat.core.engine.engine import Engine  # the engine process's own imports: llama.cpp's bindings, jinja2
 from slmchat.core.generation import EngineConfig, GenerationSettings
 out = {"baseline": proc.memory_info().rss}
 engine = Engine(EngineConfig(Path(path), n_ctx=n_ctx, n_threads=__N_THREADS__), kv_states=Path(tempfile.mkdtemp()))

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from slmchat.core.backend import detect
-from slmchat.core.engine import Engine
-from slmchat.core.engine_process import EngineClient
+from slmchat.core.engine.backend import detect
+from slmchat.core.engine.engine import Engine
 from slmchat.core.generation import EngineConfig, Generation, GenerationSettings
+from slmchat.core.process.engine_client import EngineClient
 from slmchat.paths import Paths, starter_model
 
 PROMPT = " ".join(str(i) for i in range(30))  # the model keeps counting: long, steady replies

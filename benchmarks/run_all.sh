@@ -2,7 +2,7 @@
 # Run every speed and memory figure of docs/BENCHMARKS.md: builds llama-bench (cached) first,
 # gathers the figures in one JSON file, keeps everything printed beside it, then draws the plot.
 #   benchmarks/run_all.sh [RESULTS_JSON]    (default: benchmarks/results.json)
-# Quick smoke run (small sizes): QUICK=1 benchmarks/run_all.sh /tmp/results.json
+# Quick smoke run (small sizes): QUICK=1 benchmarks/run_all.sh quick-results.json
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -37,5 +37,5 @@ bench=$(benchmarks/build_llama_bench.sh)
   echo "== memory.py";         "$python" benchmarks/memory.py --results "$results"
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$log"
-"$python" benchmarks/plot.py "$results" "$root/docs/benchmarks.png" | tee -a "$log"
+"$python" benchmarks/plot.py "$results" docs/benchmarks.png | tee -a "$log"
 echo "figures: $results; output: $log; plot: docs/benchmarks.png"

@@ -80,7 +80,7 @@ print(json.dumps({"exit": code, **{name: at - created for name, at in marks.item
 def prepare_returning_user(home: Path) -> None:
     """A data folder as after weeks of use: 100 chats of 10 messages, settings saved."""
     os.environ["SLMCHAT_HOME"] = str(home)
-    from slmchat.core.store import Store
+    from slmchat.core.store.store import Store
     from slmchat.paths import Paths
 
     paths = Paths.default().ensure()
@@ -119,8 +119,8 @@ def slowest_imports(stderr: str, top: int = 12) -> list[tuple[str, float]]:
 
 
 def model_load_times(runs: int, threads: int | None) -> list[float]:
-    from slmchat.core.engine_process import EngineClient
     from slmchat.core.generation import EngineConfig
+    from slmchat.core.process.engine_client import EngineClient
     from slmchat.paths import Paths, starter_model
 
     config = EngineConfig(starter_model(), n_ctx=4096, n_threads=threads)

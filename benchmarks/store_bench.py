@@ -1,6 +1,6 @@
 """Conversation store speed with 100k messages: fill, open, list, search, branch. Prints figures.
 
-Goals (issue 3): listing conversations < 50 ms, a search < 30 ms.
+Goals: listing conversations < 50 ms, a search < 30 ms.
 Run: .venv/bin/python benchmarks/store_bench.py [--messages 100000] [--keep DIR]
 """
 
@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slmchat.core.store import Store  # noqa: E402
-from slmchat.core.store_export import FORMAT, VERSION, import_conversations  # noqa: E402
-from slmchat.core.store_reader import fts_query  # noqa: E402
+from slmchat.core.store.export import FORMAT, VERSION, import_conversations  # noqa: E402
+from slmchat.core.store.reader import fts_query  # noqa: E402
+from slmchat.core.store.store import Store  # noqa: E402
 
 MESSAGES_PER_CONVERSATION = 50
 WORDS_PER_MESSAGE = (5, 120)

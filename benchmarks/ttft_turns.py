@@ -91,8 +91,8 @@ def main() -> None:
     common.add_common_arguments(parser, "ttft_turns")
     args = parser.parse_args()
 
-    from slmchat.core.engine_process import EngineClient
     from slmchat.core.generation import EngineConfig, GenerationSettings
+    from slmchat.core.process.engine_client import EngineClient
     from slmchat.paths import Paths, starter_model
 
     facts = common.machine()

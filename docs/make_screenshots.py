@@ -53,7 +53,7 @@ def build(theme: str, home: Path):
 
     from slmchat.app import build_window
     from slmchat.core.generation import GenerationSettings
-    from slmchat.core.store import Store
+    from slmchat.core.store.store import Store
     from slmchat.paths import Paths
     from slmchat.settings import Settings, save_settings
 
@@ -70,9 +70,8 @@ def build(theme: str, home: Path):
 
 
 def shoot(theme: str, hub, sparse_file: Path) -> None:
-    from slmchat.core.catalog import load_catalog
-    from slmchat.core.hardware import detect_machine
-    from slmchat.gui.model_manager import ModelManager
+    from slmchat.core.models.catalog import load_catalog
+    from slmchat.core.models.hardware import detect_machine
     from slmchat.gui.trash import TrashDialog
 
     with tempfile.TemporaryDirectory(prefix="slmchat-shots-") as home:
@@ -105,7 +104,7 @@ def shoot(theme: str, hub, sparse_file: Path) -> None:
         hub.faults.stall_at = int(DOWNLOAD_SIZE * 0.46)
         hub.faults.stall_times = None  # a retry after the client's read timeout stalls too
         hub.faults.stall_seconds = 300
-        manager = ModelManager(window, load_catalog())
+        manager = window.model_manager(load_catalog())
         manager.resize(980, 700)
         manager.show()
         card = next(card for card in manager.cards if card.file and card.file.file == DOWNLOAD_FILE)

@@ -48,7 +48,7 @@ if [ ! -x "$venv/bin/python" ] || { [ "$have" != "$want" ] && [ "$have" != "${wa
   echo "$want" > "$stamp"
 fi
 
-# A real window on Linux needs X11/xcb libraries that minimal systems lack (DESIGN.md).
+# A real window on Linux needs X11/xcb libraries that minimal systems lack (docs/ARCHITECTURE.md).
 ensure_linux_gui_libraries() {
   [ "$(uname -s)" = Linux ] || return 0
   [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] || return 0

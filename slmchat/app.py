@@ -43,10 +43,10 @@ def build_window(paths: Paths, app: object) -> object:
     """Every core object, the controller and the main window, wired; returns the window."""
     from PySide6.QtGui import QGuiApplication
 
-    from slmchat.core.catalog import load_catalog
     from slmchat.core.errors import SlmchatError
-    from slmchat.core.library import ModelLibrary
-    from slmchat.core.store import Store
+    from slmchat.core.models.catalog import load_catalog
+    from slmchat.core.models.library import ModelLibrary
+    from slmchat.core.store.store import Store
     from slmchat.gui import theme as themes
     from slmchat.gui.chat_view import ChatModel
     from slmchat.gui.controller import ChatController
@@ -91,7 +91,7 @@ def start_background_work(window: object) -> None:
     The backend is read from llama.cpp's library files, not by loading llama.cpp: only the
     engine's own process ever loads it.
     """
-    from slmchat.core.hardware import detect_machine
+    from slmchat.core.models.hardware import detect_machine
     from slmchat.gui.workers import run_task
 
     run_task(lambda: detect_machine(probe_backend=False), window.set_machine, lambda error: log.warning("hardware detection failed: %s", error))
@@ -147,10 +147,10 @@ def self_test(model_path: Path) -> int:
 def _self_test_steps(paths: Paths, model_path: Path) -> int:
     from PySide6.QtWidgets import QApplication
 
-    from slmchat.core.chat_session import begin_turn
-    from slmchat.core.engine_process import EngineClient
     from slmchat.core.generation import EngineConfig, GenerationSettings
-    from slmchat.core.store import Store
+    from slmchat.core.process.engine_client import EngineClient
+    from slmchat.core.store.recording import begin_turn
+    from slmchat.core.store.store import Store
 
     started = time.monotonic()
     app = QApplication.instance() or QApplication(["slmchat"])

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmchat.core.generation import GenerationSettings, OverflowPolicy
-from slmchat.core.store import Reader, Store
-from slmchat.core.store_records import settings_from_dict
+from slmchat.core.store.records import settings_from_dict
+from slmchat.core.store.store import Reader, Store
+
 
 @dataclass(frozen=True)
 class Settings:

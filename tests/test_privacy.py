@@ -53,7 +53,8 @@ else:
         assert not constants.HF_HUB_DISABLE_TELEMETRY
     import slmchat.cli
     from slmchat.cli import main
-    from slmchat.core import catalog, gguf_check, hardware, hub, library
+    from slmchat.core.gguf import check as gguf_check
+    from slmchat.core.models import catalog, hardware, hub, library
     from slmchat.paths import Paths
     models = library.ModelLibrary(Paths.default().ensure())
     models.cleanup_stale()

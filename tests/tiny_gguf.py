@@ -4,7 +4,7 @@ Only two real GGUFs ship on the package registry, so the tests make the others. 
 written straight to GGUF: tensor names, shapes and metadata keys follow llama.cpp's own
 converter and loader (llama-arch.cpp, src/models/{t5,gpt2}.cpp of the llama.cpp vendored in
 llama-cpp-python 0.3.36). The BERT family is written as a Hugging Face checkpoint (config.json,
-vocab.txt, model.safetensors) and goes through the app's own converter, slmchat.core.bert_convert,
+vocab.txt, model.safetensors) and goes through the app's own converter, slmchat.core.tasks.bert_convert,
 so the tests cover the path real MiniLM / DistilBERT checkpoints take.
 
 Numpy arrays keep Hugging Face's (out_features, in_features) layout; the GGUF writer reverses the

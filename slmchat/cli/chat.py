@@ -1,7 +1,7 @@
 """`slmchat-cli chat` and `slmchat-cli complete`: talk to a model from the terminal.
 
 Both run the model in its engine process. Every chat turn is stored through
-`slmchat.core.chat_session.ChatSession`, like the GUI's: a new conversation per run unless
+`slmchat.core.store.recording.ChatSession`, like the GUI's: a new conversation per run unless
 `--conversation ID` continues one (its id is printed on stderr so scripts can), or none with
 `--no-store`. Ctrl+C stops the reply being written (stored as stopped, with its text), not the
 program; at the prompt it ends the chat. A reply cut off by the model's process dying is stored
@@ -24,8 +24,6 @@ from slmchat.cli import EXIT_INTERRUPTED
 from slmchat.cli.history import open_store, positive_int
 from slmchat.cli.model_arg import choose_model
 from slmchat.cli.terminal import for_terminal, printer
-from slmchat.core.chat_session import ChatSession, Turn
-from slmchat.core.engine_process import EngineClient
 from slmchat.core.errors import NotAChatModel, SlmchatError
 from slmchat.core.generation import (
     EngineConfig,
@@ -33,8 +31,10 @@ from slmchat.core.generation import (
     GenerationSettings,
     GenerationStats,
 )
-from slmchat.core.store import Store
-from slmchat.core.store_records import Conversation
+from slmchat.core.process.engine_client import EngineClient
+from slmchat.core.store.recording import ChatSession, Turn
+from slmchat.core.store.records import Conversation
+from slmchat.core.store.store import Store
 from slmchat.paths import Paths
 
 

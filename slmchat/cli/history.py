@@ -13,19 +13,19 @@ from pathlib import Path
 
 from slmchat.cli.model_arg import able_model, suggested_model
 from slmchat.cli.terminal import for_terminal, write_out
-from slmchat.core import semantic
 from slmchat.core.errors import SlmchatError
-from slmchat.core.library import ModelLibrary
-from slmchat.core.store import Store
-from slmchat.core.store_export import (
+from slmchat.core.models.library import ModelLibrary
+from slmchat.core.process.task_client import TaskClient, TaskKind
+from slmchat.core.store.export import (
     NotAnExport,
     conversation_markdown,
     export_all,
     export_conversations,
     import_conversations,
 )
-from slmchat.core.task_process import TaskClient, TaskKind
-from slmchat.core.tasks import Capability
+from slmchat.core.store.store import Store
+from slmchat.core.tasks import semantic
+from slmchat.core.tasks.capabilities import Capability
 from slmchat.paths import Paths
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmchat.cli.terminal import for_terminal
-from slmchat.core.catalog import ModelRole, load_catalog
 from slmchat.core.errors import ModelFileMissing, WrongModelRole
-from slmchat.core.gguf_check import GGUFInfo, check_gguf
-from slmchat.core.library import ModelLibrary
-from slmchat.core.store_records import Conversation
-from slmchat.core.tasks import Capability, capabilities
+from slmchat.core.gguf.check import GGUFInfo, check_gguf
+from slmchat.core.models.catalog import ModelRole, load_catalog
+from slmchat.core.models.library import ModelLibrary
+from slmchat.core.store.records import Conversation
+from slmchat.core.tasks.capabilities import Capability, capabilities
 from slmchat.paths import Paths, starter_model
 
 # What a model is, by the first role it has (in this order), for the refusal line.
@@ -83,7 +83,7 @@ def able_model(given: str, capability: Capability, paths: Paths) -> GGUFInfo:
     """The checked facts of `given` (a file or a library id), refused in one line when its
     metadata says it cannot play `capability` — so a wrong model never costs a process start.
 
-    Raises ModelFileMissing for a name that is neither, the gguf_check error for a bad file,
+    Raises ModelFileMissing for a name that is neither, the GGUF check error for a bad file,
     WrongModelRole (saying which model to use instead) for a model of another role.
     """
     path = model_path(given, library_paths(paths))

@@ -8,12 +8,17 @@ import sys
 import time
 from typing import TextIO
 
-from slmchat.core import hardware
-from slmchat.core.catalog import RECOMMEND_CONTEXT, Catalog, CatalogEntry, load_catalog
 from slmchat.core.errors import DownloadError, UnknownModel
-from slmchat.core.gguf_check import GGUFInfo
-from slmchat.core.hub import DownloadProgress, Hub
-from slmchat.core.library import LibraryModel, ModelLibrary, ModelSource
+from slmchat.core.gguf.check import GGUFInfo
+from slmchat.core.models import hardware
+from slmchat.core.models.catalog import (
+    RECOMMEND_CONTEXT,
+    Catalog,
+    CatalogEntry,
+    load_catalog,
+)
+from slmchat.core.models.hub import DownloadProgress, Hub
+from slmchat.core.models.library import LibraryModel, ModelLibrary, ModelSource
 from slmchat.paths import Paths
 
 TOKEN_ENV = "HF_TOKEN"

@@ -17,8 +17,8 @@ from slmchat.cli.model_arg import able_model
 from slmchat.cli.terminal import write_out
 from slmchat.core.errors import SlmchatError
 from slmchat.core.generation import FinishReason
-from slmchat.core.task_process import TaskClient, TaskKind
-from slmchat.core.tasks import Capability, Seq2SeqKind
+from slmchat.core.process.task_client import TaskClient, TaskKind
+from slmchat.core.tasks.capabilities import Capability, Seq2SeqKind
 from slmchat.paths import Paths
 
 STDIN = "-"

@@ -1,6 +1,6 @@
 """The plain records that cross between the engine, its process, the store and the GUI.
 
-Kept apart from engine.py so that the store, the CLI and the GUI can use them without importing
+Kept apart from engine/engine.py so that the store, the CLI and the GUI can use them without importing
 llama.cpp; all are picklable, so they cross the engine process's pipe unchanged.
 """
 
@@ -50,7 +50,7 @@ class EngineConfig:
     n_ctx: int = 4096  # upper bound; the engine clamps to the trained context and to memory
     n_threads: int | None = None  # None: physical cores for prompts, one fewer for replies
     n_gpu_layers: int | None = None  # None: all layers when llama.cpp has GPU offload, else 0
-    use_extra_bufts: bool | None = None  # None: off on CPUs with AMX (llama.cpp issue 20824)
+    use_extra_bufts: bool | None = None  # None: off on CPUs with AMX (a llama.cpp bug: docs/ARCHITECTURE.md)
     overflow: OverflowPolicy = OverflowPolicy.TRIM
     load_timeout_s: float = 120.0
 

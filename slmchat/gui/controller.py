@@ -20,7 +20,6 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from slmchat.core.chat_session import Checkpointer, history_for_engine, session_key
 from slmchat.core.errors import EngineCrashed, EngineHung
 from slmchat.core.generation import (
     ChatMessage,
@@ -29,10 +28,11 @@ from slmchat.core.generation import (
     GenerationStats,
     Role,
 )
-from slmchat.core.library import LibraryModel
-from slmchat.core.store import Store
-from slmchat.core.store_records import Conversation, Message, MessageStatus
-from slmchat.core.tasks import Capability, Classification, Seq2SeqResult
+from slmchat.core.models.library import LibraryModel
+from slmchat.core.store.recording import Checkpointer, history_for_engine, session_key
+from slmchat.core.store.records import Conversation, Message, MessageStatus
+from slmchat.core.store.store import Store
+from slmchat.core.tasks.capabilities import Capability, Classification, Seq2SeqResult
 from slmchat.gui.chat_view import ChatModel, MessageView
 from slmchat.gui.model_session import ModelSession
 from slmchat.gui.notices import user_message

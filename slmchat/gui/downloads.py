@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal
 
 from slmchat.core.errors import DownloadCancelled, DownloadPaused
-from slmchat.core.hub import DownloadControl, DownloadProgress, Hub
-from slmchat.core.library import LibraryModel, ModelLibrary
+from slmchat.core.models.hub import DownloadControl, DownloadProgress, Hub
+from slmchat.core.models.library import LibraryModel, ModelLibrary
 from slmchat.gui.notices import user_message
 from slmchat.gui.workers import run_task
 from slmchat.paths import Paths

@@ -7,6 +7,7 @@ It holds no rules of its own: user intent goes to `ChatController` (conversation
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import (
@@ -19,6 +20,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QHBoxLayout,
     QInputDialog,
     QMainWindow,
@@ -27,12 +29,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slmchat.core.catalog import Catalog
 from slmchat.core.generation import EngineConfig, ModelInfo
-from slmchat.core.hardware import Backend, Machine
-from slmchat.core.hub import DownloadProgress
-from slmchat.core.library import LibraryModel, ModelLibrary
-from slmchat.core.tasks import Capability
+from slmchat.core.models.catalog import Catalog
+from slmchat.core.models.hardware import Backend, Machine
+from slmchat.core.models.hub import DownloadProgress
+from slmchat.core.models.library import LibraryModel, ModelLibrary
+from slmchat.core.tasks.capabilities import Capability
 from slmchat.gui import theme as themes
 from slmchat.gui.chat_view import Action, ChatView
 from slmchat.gui.completion_pad import CompletionPad
@@ -51,6 +53,10 @@ from slmchat.gui.trash import Trash, TrashDialog
 from slmchat.gui.welcome import Recommendation, Welcome
 from slmchat.paths import Paths
 from slmchat.settings import Settings
+
+if TYPE_CHECKING:  # imported when first opened: start-up stays quick
+    from slmchat.gui.model_manager import ModelManager
+    from slmchat.gui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 
@@ -434,15 +440,39 @@ class MainWindow(QMainWindow):
             self.switch_model(self.session.request.model_id)
 
     # --- dialogs (imported when first opened: start-up stays quick) ------------------------
-    def open_model_manager(self) -> None:
-        from slmchat.gui.model_manager import open_model_manager
+    def model_manager(self, catalog: Catalog) -> ModelManager:
+        """The model manager over this window's library and downloads, wired back to the window."""
+        from slmchat.gui.model_manager import ModelManager, ModelsContext
 
-        open_model_manager(self)
+        context = ModelsContext(self.library, self.downloads, catalog, lambda: self.machine,
+                                self.settings.context_size, self.paths.log_file)
+        manager = ModelManager(context, self)
+        manager.use_model.connect(self.switch_model)
+        manager.models_changed.connect(self.refresh_models)
+        return manager
+
+    def open_model_manager(self) -> None:
+        from slmchat.core.models.catalog import load_catalog
+
+        try:
+            catalog = load_catalog()
+        except Exception as error:
+            self.notice.show_message(user_message(error, self.paths.log_file), error=True)
+            return
+        self.model_manager(catalog).exec()
+
+    def settings_dialog(self) -> SettingsDialog:
+        """The settings dialog for this window's chat; what it saves is applied here."""
+        from slmchat.gui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self.paths, self.controller, self)
+        dialog.saved.connect(self.apply_settings)
+        return dialog
 
     def open_settings(self) -> None:
-        from slmchat.gui.settings_dialog import open_settings
-
-        open_settings(self)
+        dialog = self.settings_dialog()
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            dialog.save()
 
     def open_trash(self) -> None:
         TrashDialog(self.trash, self).exec()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from slmchat.core import hardware
-from slmchat.core.catalog import RECOMMEND_CONTEXT, Catalog, CatalogEntry
 from slmchat.core.errors import SlmchatError
-from slmchat.core.library import LibraryModel, ModelLibrary, ModelSource
+from slmchat.core.models import hardware
+from slmchat.core.models.catalog import RECOMMEND_CONTEXT, Catalog, CatalogEntry
+from slmchat.core.models.library import LibraryModel, ModelLibrary, ModelSource
 from slmchat.gui.downloads import DownloadKey, format_size
 from slmchat.gui.model_bar import ModelChoice
 from slmchat.gui.welcome import Recommendation

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -27,17 +28,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slmchat.core import hardware
-from slmchat.core.catalog import Catalog, CatalogEntry, ModelRole
-from slmchat.core.hub import DownloadProgress, Hub, RemoteFile
-from slmchat.core.library import LibraryModel, ModelLibrary, ModelSource
+from slmchat.core.models import hardware
+from slmchat.core.models.catalog import Catalog, CatalogEntry, ModelRole
+from slmchat.core.models.hub import DownloadProgress, Hub, RemoteFile
+from slmchat.core.models.library import LibraryModel, ModelLibrary, ModelSource
 from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress, format_size
 from slmchat.gui.model_choices import FIT_PROPERTY, display_name, entry_fit, model_fit
 from slmchat.gui.notices import user_message
 from slmchat.gui.workers import run_task
 
-if TYPE_CHECKING:
-    from slmchat.gui.main_window import MainWindow
+
+@dataclass(frozen=True)
+class ModelsContext:
+    """What the model manager works on, handed in by whoever opens it (it never sees the window)."""
+
+    library: ModelLibrary
+    downloads: Downloads
+    catalog: Catalog
+    machine: Callable[[], hardware.Machine | None]  # as known now: None while start-up still looks
+    context_size: int  # the context that fit labels are computed for
+    log_file: Path  # named in error messages
+
 
 ROLE_TEXT = {
     ModelRole.CHAT: "Chat",
@@ -204,9 +215,9 @@ class _MyModels(QWidget):
     use = Signal(str)
     changed = Signal()
 
-    def __init__(self, window: "MainWindow", parent: QWidget | None = None) -> None:
+    def __init__(self, context: ModelsContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.window_ = window
+        self.context = context
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 12, 0, 0)
         top = QHBoxLayout()
@@ -223,15 +234,15 @@ class _MyModels(QWidget):
 
     def refresh(self) -> None:
         self.list.clear()
-        for model in self.window_.library.list():
+        for model in self.context.library.list():
             item = QListWidgetItem()
             row = QWidget()
             line = QHBoxLayout(row)
             line.setContentsMargins(10, 6, 10, 6)
-            fit = model_fit(model, self.window_.machine, self.window_.settings.context_size) \
-                if self.window_.machine else None
+            machine = self.context.machine()
+            fit = model_fit(model, machine, self.context.context_size) if machine else None
             text = QVBoxLayout()
-            text.addWidget(_label(display_name(model, self.window_.catalog), "heading"))
+            text.addWidget(_label(display_name(model, self.context.catalog), "heading"))
             if model.usable:
                 detail = f"{format_size(model.info.file_size)} · {model.source.value} · {model.path}"
             else:
@@ -270,9 +281,9 @@ class _MyModels(QWidget):
 
         def failed(error: Exception) -> None:
             self._import_finished()
-            QMessageBox.warning(self, "This file can't be used", user_message(error, self.window_.paths.log_file))
+            QMessageBox.warning(self, "This file can't be used", user_message(error, self.context.log_file))
 
-        library = self.window_.library
+        library = self.context.library
         run_task(lambda: library.import_file(path, copy=copy), done, failed)
 
     def _import_finished(self) -> None:
@@ -286,13 +297,13 @@ class _MyModels(QWidget):
             self.import_path(Path(name))
 
     def _remove(self, model: LibraryModel) -> None:
-        answer = QMessageBox.question(self, "Remove model", f"Remove {display_name(model, self.window_.catalog)} from slmchat?")
+        answer = QMessageBox.question(self, "Remove model", f"Remove {display_name(model, self.context.catalog)} from slmchat?")
         if answer != QMessageBox.StandardButton.Yes:
             return
         try:
-            self.window_.library.remove(model.id)
+            self.context.library.remove(model.id)
         except Exception as error:
-            QMessageBox.warning(self, "Could not remove", user_message(error, self.window_.paths.log_file))
+            QMessageBox.warning(self, "Could not remove", user_message(error, self.context.log_file))
         self.refresh()
         self.changed.emit()
 
@@ -300,9 +311,9 @@ class _MyModels(QWidget):
 class _HubSearch(QWidget):
     """Search the Hugging Face hub for GGUF repos and download one of their files."""
 
-    def __init__(self, window: "MainWindow", parent: QWidget | None = None) -> None:
+    def __init__(self, context: ModelsContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.window_ = window
+        self.context = context
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 12, 0, 0)
         row = QHBoxLayout()
@@ -339,13 +350,13 @@ class _HubSearch(QWidget):
         layout.addLayout(bottom)
         self.key: DownloadKey | None = None
         self._hub_client: Hub | None = None
-        window.downloads.progress.connect(self._progress)
-        window.downloads.finished.connect(self._finished)
-        window.downloads.stopped.connect(self._stopped)
+        context.downloads.progress.connect(self._progress)
+        context.downloads.finished.connect(self._finished)
+        context.downloads.stopped.connect(self._stopped)
 
     def _hub(self) -> Hub:
         if self._hub_client is None:  # one per tab: it caches the model headers it has read
-            self._hub_client = Hub(self.window_.library)
+            self._hub_client = Hub(self.context.library)
         return self._hub_client
 
     def _search(self) -> None:
@@ -363,7 +374,7 @@ class _HubSearch(QWidget):
             self.status.setText(f"{len(results)} found." if results else "Nothing found.")
 
         run_task(lambda: hub.search_gguf_repos(query), done,
-                 lambda error: self.status.setText(user_message(error, self.window_.paths.log_file)))
+                 lambda error: self.status.setText(user_message(error, self.context.log_file)))
 
     def _repo_chosen(self, item: QListWidgetItem | None) -> None:
         self.files.clear()
@@ -380,9 +391,9 @@ class _HubSearch(QWidget):
                 entry.setData(Qt.ItemDataRole.UserRole, remote)
                 self.files.addItem(entry)
 
-        machine, n_ctx = self.window_.machine, self.window_.settings.context_size
+        machine, n_ctx = self.context.machine(), self.context.context_size
         run_task(lambda: hub.list_gguf_files(repo_id, machine=machine, n_ctx=n_ctx), done,
-                 lambda error: self.status.setText(user_message(error, self.window_.paths.log_file)))
+                 lambda error: self.status.setText(user_message(error, self.context.log_file)))
 
     def _download(self) -> None:
         item = self.files.currentItem()
@@ -391,7 +402,7 @@ class _HubSearch(QWidget):
             return
         remote: RemoteFile = item.data(Qt.ItemDataRole.UserRole)
         self.key = DownloadKey(remote.repo_id, remote.filename)
-        self.window_.downloads.start(self.key, remote.sha256)
+        self.context.downloads.start(self.key, remote.sha256)
         self.status.setText(f"Downloading {remote.filename}…")
         self.progress.setValue(0)
         self.progress.show()
@@ -413,19 +424,26 @@ class _HubSearch(QWidget):
 
 
 class ModelManager(QDialog):
-    """Catalog, My models and Hub search, as tabs; a dropped .gguf file is imported."""
+    """Catalog, My models and Hub search, as tabs; a dropped .gguf file is imported.
 
-    def __init__(self, window: "MainWindow", catalog: Catalog) -> None:
-        super().__init__(window)
+    `use_model` asks for a model to be loaded (the dialog then closes); `models_changed` says the
+    library changed (an import, a removal or a finished download).
+    """
+
+    use_model = Signal(str)  # model id
+    models_changed = Signal()
+
+    def __init__(self, context: ModelsContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.setWindowTitle("Models")
         self.resize(960, 680)
         self.setAcceptDrops(True)
-        self.window_ = window
+        self.context = context
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
         title = _label("Models", "title")
         layout.addWidget(title)
-        machine = window.machine
+        machine = context.machine()
         layout.addWidget(_label(
             f"This computer: {machine.describe()}" if machine else "Checking this computer…", "muted", wrap=True))
         self.tabs = QTabWidget()
@@ -436,8 +454,8 @@ class ModelManager(QDialog):
         grid.setContentsMargins(0, 12, 8, 0)
         grid.setSpacing(12)
         self.cards: list[CatalogCard] = []
-        for number, entry in enumerate(catalog):
-            card = CatalogCard(entry, entry_fit(entry, machine), window.library, window.downloads)
+        for number, entry in enumerate(context.catalog):
+            card = CatalogCard(entry, entry_fit(entry, machine), context.library, context.downloads)
             card.use.connect(self._use)
             self.cards.append(card)
             grid.addWidget(card, number // 2, number % 2)
@@ -448,20 +466,20 @@ class ModelManager(QDialog):
         scroll.setWidget(cards)
         self.tabs.addTab(scroll, "Catalog")
 
-        self.my_models = _MyModels(window)
+        self.my_models = _MyModels(context)
         self.my_models.use.connect(self._use)
-        self.my_models.changed.connect(window.refresh_models)
+        self.my_models.changed.connect(self.models_changed)
         self.tabs.addTab(self.my_models, "My models")
-        self.tabs.addTab(_HubSearch(window), "Search the hub")
-        window.downloads.finished.connect(self._downloaded)
+        self.tabs.addTab(_HubSearch(context), "Search the hub")
+        context.downloads.finished.connect(self._downloaded)
 
     def _use(self, model_id: str) -> None:
-        self.window_.switch_model(model_id)
+        self.use_model.emit(model_id)
         self.accept()
 
     def _downloaded(self, _key: DownloadKey, _model: LibraryModel) -> None:
         self.my_models.refresh()
-        self.window_.refresh_models()
+        self.models_changed.emit()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if any(url.toLocalFile().lower().endswith(".gguf") for url in event.mimeData().urls()):
@@ -474,13 +492,3 @@ class ModelManager(QDialog):
                 self.my_models.import_path(Path(url.toLocalFile()))
                 break
 
-
-def open_model_manager(window: "MainWindow") -> None:
-    from slmchat.core.catalog import load_catalog
-
-    try:
-        catalog = load_catalog()
-    except Exception as error:
-        window.notice.show_message(user_message(error, window.paths.log_file), error=True)
-        return
-    ModelManager(window, catalog).exec()

@@ -30,7 +30,7 @@ class LoadRequest:
 
 def _open_engine(config: EngineConfig, paths: Paths) -> Any:
     # Imported here, on a worker thread: the GUI process never needs it to start.
-    from slmchat.core.engine_process import EngineClient
+    from slmchat.core.process.engine_client import EngineClient
 
     return EngineClient(config, paths=paths)
 

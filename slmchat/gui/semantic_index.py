@@ -16,21 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject
 
-from slmchat.core.store import Store
-from slmchat.core.tasks import Capability
+from slmchat.core.store.store import Store
+from slmchat.core.tasks.capabilities import Capability
 from slmchat.gui.task_models import TaskModels
 
 if TYPE_CHECKING:
-    from slmchat.core import semantic
-
+    from slmchat.core.tasks import semantic
 log = logging.getLogger(__name__)
 
 
 def _semantic() -> ModuleType:
-    """`slmchat.core.semantic`, imported when first needed: it brings numpy, which the window
+    """`slmchat.core.tasks.semantic`, imported when first needed: it brings numpy, which the window
     loads only once there is an embedding model."""
-    from slmchat.core import semantic
-
+    from slmchat.core.tasks import semantic
     return semantic
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -27,12 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from slmchat.core.generation import GenerationSettings, OverflowPolicy
+from slmchat.gui.controller import ChatController
 from slmchat.gui.theme import ThemeChoice
-from slmchat.paths import read_data_folder, write_data_folder
+from slmchat.paths import Paths, read_data_folder, write_data_folder
 from slmchat.settings import Settings, save_settings
-
-if TYPE_CHECKING:
-    from slmchat.gui.main_window import MainWindow
 
 AUTOMATIC = "Automatic"
 
@@ -75,15 +72,24 @@ def _note(text: str) -> QLabel:
 
 
 class SettingsDialog(QDialog):
-    """Edits copies of the settings; `apply()` stores them and tells the window what changed."""
+    """Edits copies of the settings; `save()` stores them and emits `saved` with what is now in force.
 
-    def __init__(self, window: "MainWindow") -> None:
-        super().__init__(window)
-        self.window_ = window
+    It is handed what it edits (the settings, the data folder's paths, and the chat controller,
+    which owns the store and this chat's persona), so it needs no window to exist.
+    """
+
+    saved = Signal(object)  # Settings
+
+    def __init__(self, settings: Settings, paths: Paths, controller: ChatController,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.paths = paths
+        self.controller = controller
         self.setWindowTitle("Settings")
         self.resize(620, 560)
-        store = window.controller.store
-        conversation_id = window.controller.conversation_id
+        store = controller.store
+        conversation_id = controller.conversation_id
         self.conversation = store.conversation(conversation_id) if conversation_id is not None else None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
@@ -102,12 +108,12 @@ class SettingsDialog(QDialog):
     def _chat_tab(self) -> QWidget:
         page = QWidget()
         form = _form(page)
-        settings = self.window_.settings
+        settings = self.settings
         if self.conversation is not None:
             form.addRow(_note("These apply to the open chat. New chats use the defaults below them."))
         self.persona = QComboBox()
         self.persona.addItem("None", None)
-        for persona in self.window_.controller.store.personas():
+        for persona in self.controller.store.personas():
             self.persona.addItem(persona.name, persona.id)
         self.persona.setCurrentIndex(max(0, self.persona.findData(
             self.conversation.persona_id if self.conversation else settings.default_persona_id)))
@@ -121,7 +127,7 @@ class SettingsDialog(QDialog):
         self.system_prompt = QPlainTextEdit()
         self.system_prompt.setPlaceholderText("How the model should behave, e.g. “Answer briefly and kindly.”")
         self.system_prompt.setPlainText(self.conversation.system_prompt if self.conversation
-                                        else self.window_.controller.default_system_prompt)
+                                        else self.controller.default_system_prompt)
         self.system_prompt.setMaximumHeight(110)
         form.addRow("System prompt", self.system_prompt)
         sampling = (self.conversation.settings if self.conversation and self.conversation.settings
@@ -144,7 +150,7 @@ class SettingsDialog(QDialog):
     def _model_tab(self) -> QWidget:
         page = QWidget()
         form = _form(page)
-        chosen = self.window_.settings
+        chosen = self.settings
         self.context_size = _int_spin(512, 131072, 512)
         self.context_size.setValue(chosen.context_size)
         form.addRow("Conversation memory (tokens)", self.context_size)
@@ -159,7 +165,7 @@ class SettingsDialog(QDialog):
         self.gpu_layers.setValue(self.gpu_layers.minimum() if chosen.gpu_layers is None else chosen.gpu_layers)
         form.addRow("Layers on the graphics card", self.gpu_layers)
         self.threads = _int_spin(1, 256, automatic=True)
-        n_threads = self.window_.settings.n_threads
+        n_threads = self.settings.n_threads
         self.threads.setValue(self.threads.minimum() if n_threads is None else n_threads)
         form.addRow("Processor threads", self.threads)
         form.addRow(_note("Changes here load the model again."))
@@ -172,17 +178,17 @@ class SettingsDialog(QDialog):
         for label, choice in (("Follow the system", ThemeChoice.SYSTEM), ("Light", ThemeChoice.LIGHT),
                               ("Dark", ThemeChoice.DARK)):
             self.theme.addItem(label, choice.value)
-        self.theme.setCurrentIndex(max(0, self.theme.findData(self.window_.settings.theme)))
+        self.theme.setCurrentIndex(max(0, self.theme.findData(self.settings.theme)))
         form.addRow("Theme", self.theme)
         self.font_size = _spin(8.0, 24.0, 0.5, decimals=1)
-        self.font_size.setValue(self.window_.settings.font_size)
+        self.font_size.setValue(self.settings.font_size)
         form.addRow("Text size (points)", self.font_size)
         return page
 
     def _data_tab(self) -> QWidget:
         page = QWidget()
         form = _form(page)
-        paths = self.window_.paths
+        paths = self.paths
         self.data_folder = QLineEdit(str(read_data_folder(paths) or paths.data))
         browse = QPushButton("Choose…")
         browse.clicked.connect(self._browse)
@@ -199,7 +205,7 @@ class SettingsDialog(QDialog):
         persona_id = self.persona.currentData()
         if persona_id is None:
             return
-        persona = self.window_.controller.store.persona(persona_id)
+        persona = self.controller.store.persona(persona_id)
         self.system_prompt.setPlainText(persona.system_prompt)
         if persona.settings is not None:
             self._show_sampling(persona.settings)
@@ -215,7 +221,7 @@ class SettingsDialog(QDialog):
     def _save_persona(self) -> None:
         name, ok = QInputDialog.getText(self, "Save as persona", "Name:")
         if ok and name.strip():
-            persona = self.window_.controller.store.add_persona(
+            persona = self.controller.store.add_persona(
                 name.strip(), self.system_prompt.toPlainText().strip(), self.sampling())
             self.persona.addItem(persona.name, persona.id)
             self.persona.setCurrentIndex(self.persona.count() - 1)
@@ -228,7 +234,7 @@ class SettingsDialog(QDialog):
     # --- results -------------------------------------------------------------------------
     def sampling(self) -> GenerationSettings:
         return dataclasses.replace(
-            self.window_.settings.generation,
+            self.settings.generation,
             temperature=self.temperature.value(), top_p=self.top_p.value(), top_k=self.top_k.value(),
             min_p=self.min_p.value(), repeat_penalty=self.repeat_penalty.value(),
             max_tokens=self.max_tokens.value(),
@@ -245,26 +251,20 @@ class SettingsDialog(QDialog):
         if self.conversation is None:
             changes["generation"] = self.sampling()
             changes["default_persona_id"] = self.persona.currentData()
-        return dataclasses.replace(self.window_.settings, **changes)
+        return dataclasses.replace(self.settings, **changes)
 
     def save(self) -> None:
-        """Store everything, then let the window apply what changed."""
-        store = self.window_.controller.store
+        """Store everything, then tell whoever listens which settings are now in force."""
+        store = self.controller.store
         settings = self.new_settings()
         save_settings(store, settings)
         system_prompt = self.system_prompt.toPlainText().strip()
         if self.conversation is not None:
-            self.window_.controller.update_conversation_settings(system_prompt, self.sampling())
+            self.controller.update_conversation_settings(system_prompt, self.sampling())
         else:
-            self.window_.controller.default_system_prompt = system_prompt
-            self.window_.controller.default_settings = settings.generation
+            self.controller.default_system_prompt = system_prompt
+            self.controller.default_settings = settings.generation
         folder = Path(self.data_folder.text().strip()).expanduser()
-        if folder != self.window_.paths.data:
-            write_data_folder(self.window_.paths, folder)
-        self.window_.apply_settings(settings)
-
-
-def open_settings(window: "MainWindow") -> None:
-    dialog = SettingsDialog(window)
-    if dialog.exec() == QDialog.DialogCode.Accepted:
-        dialog.save()
+        if folder != self.paths.data:
+            write_data_folder(self.paths, folder)
+        self.saved.emit(settings)

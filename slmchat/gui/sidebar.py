@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slmchat.core.store_records import Conversation, SearchHit
+from slmchat.core.store.records import Conversation, SearchHit
 
 SEARCH_DELAY_MS = 250
 HIGHLIGHT = ("\x02", "\x03")  # marks the store wraps matched words in; turned into <b> here

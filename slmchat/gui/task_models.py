@@ -16,14 +16,14 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool
 
 from slmchat.core.errors import ModelFileError
-from slmchat.core.library import LibraryModel, ModelLibrary
-from slmchat.core.tasks import Capability, capabilities
+from slmchat.core.models.library import LibraryModel, ModelLibrary
+from slmchat.core.tasks.capabilities import Capability, capabilities
 from slmchat.gui.workers import run_task
 from slmchat.paths import Paths
 
 log = logging.getLogger(__name__)
 
-_KIND = {  # which task runner hosts a role (task_process.TaskKind values)
+_KIND = {  # which task runner hosts a role (task_client.TaskKind values)
     Capability.TRANSLATE: "seq2seq",
     Capability.SUMMARIZE: "seq2seq",
     Capability.EMBED: "embed",
@@ -76,7 +76,7 @@ class TaskModels(QObject):
 
     def _client(self, kind: str, model: LibraryModel) -> Any:
         # Imported on the task thread, at first use: the GUI process starts without it.
-        from slmchat.core.task_process import TaskClient
+        from slmchat.core.process.task_client import TaskClient
 
         key = (kind, str(model.path))
         client = self._clients.get(key)

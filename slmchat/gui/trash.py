@@ -16,7 +16,6 @@ that met a lock is tried again later too, not reported as a disk error.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +33,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slmchat.core.chat_session import session_key
-from slmchat.core.kv_state import forget_everywhere
-from slmchat.core.store import Store, purge_file
-from slmchat.core.store_records import Conversation
+from slmchat.core.engine.kv_state import forget_everywhere
+from slmchat.core.store.connection import is_busy
+from slmchat.core.store.recording import session_key
+from slmchat.core.store.records import Conversation
+from slmchat.core.store.store import Store, purge_file
 from slmchat.gui.model_session import ModelSession
 from slmchat.gui.workers import run_task
 
@@ -62,19 +62,13 @@ class _Purge:
         try:
             self.complete = purge_file(self.path)
         except Exception as error:
-            if _locked(error):
+            if is_busy(error):
                 self.locked = True
             else:  # a disk error: the next deletion or the exit tries again
                 self.failed = True
                 log.warning("rewriting the database after a deletion failed", exc_info=True)
         finally:
             self.ended.set()
-
-
-def _locked(error: Exception) -> bool:
-    """SQLite gave up waiting for another connection (after its busy timeout)."""
-    return (isinstance(error, sqlite3.OperationalError)
-            and error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 
 
 class Trash(QObject):

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication
 
 from slmchat.app import build_window
 from slmchat.core.generation import GenerationSettings
-from slmchat.core.store import Store
+from slmchat.core.store.store import Store
 from slmchat.gui.main_window import MainWindow
 from slmchat.paths import Paths
 from slmchat.settings import Settings, save_settings

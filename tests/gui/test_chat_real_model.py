@@ -7,11 +7,16 @@ import shutil
 import signal
 
 import pytest
-from gui_helpers import MODEL_TIMEOUT_MS, start_chatting, wait_for_model, wait_until_idle
+from gui_helpers import (
+    MODEL_TIMEOUT_MS,
+    start_chatting,
+    wait_for_model,
+    wait_until_idle,
+)
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
 from slmchat.core.generation import GenerationStats, Role
-from slmchat.core.store_records import MessageStatus
+from slmchat.core.store.records import MessageStatus
 from slmchat.gui.chat_view import Action
 from slmchat.gui.model_session import LoadRequest
 

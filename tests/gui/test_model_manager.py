@@ -6,12 +6,10 @@ import shutil
 
 import pytest
 from hub_server import FakeHub, fake_hub  # noqa: F401 - the fixture
-
-from slmchat.core.hardware import detect_machine
 from PySide6.QtWidgets import QMessageBox
 
-from slmchat.core.catalog import load_catalog
-from slmchat.gui.model_manager import ModelManager
+from slmchat.core.models.catalog import load_catalog
+from slmchat.core.models.hardware import detect_machine
 
 REPO = "mradermacher/SmolLM2-360M-Instruct-GGUF"  # a catalog entry's default download
 FILE = "SmolLM2-360M-Instruct.Q4_K_M.gguf"
@@ -22,7 +20,7 @@ def manager(qtbot, make_window, fake_hub: FakeHub, smollm2_path, monkeypatch):  
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
     fake_hub.add_repo(REPO, {FILE: smollm2_path}, downloads=50)  # SmolLM2's real bytes under this name
     window = make_window()
-    dialog = ModelManager(window, load_catalog())
+    dialog = window.model_manager(load_catalog())
     qtbot.addWidget(dialog)
     dialog.show()
     card = next(card for card in dialog.cards if card.file and card.file.file == FILE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from slmchat.core.generation import OverflowPolicy
-from slmchat.core.store import Store
+from slmchat.core.store.store import Store
 from slmchat.settings import Settings, load_settings, save_settings
 
 

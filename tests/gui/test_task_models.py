@@ -19,10 +19,10 @@ from gui_helpers import wait_until_idle
 from model_cache import MODEL_CACHE
 from PySide6.QtCore import Qt
 
-from slmchat.core.bert_convert import convert_bert
 from slmchat.core.generation import FinishReason, Role
-from slmchat.core.tasks import Seq2SeqKind
-from slmchat.core.tasks_t5 import Seq2SeqTask
+from slmchat.core.tasks.bert_convert import convert_bert
+from slmchat.core.tasks.capabilities import Seq2SeqKind
+from slmchat.core.tasks.t5 import Seq2SeqTask
 
 TEXT = "the house is small"
 

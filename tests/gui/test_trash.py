@@ -14,9 +14,9 @@ from gui_helpers import start_chatting, wait_until_idle
 from PySide6.QtCore import QElapsedTimer, Qt, QThreadPool, QTimer
 from PySide6.QtWidgets import QMessageBox
 
-from slmchat.core import store_open
-from slmchat.core.chat_session import session_key
-from slmchat.core.kv_state import KVStateStore, StateIdentity
+from slmchat.core.engine.kv_state import KVStateStore, StateIdentity
+from slmchat.core.store import connection
+from slmchat.core.store.recording import session_key
 from slmchat.gui import trash
 from slmchat.gui.trash import TrashDialog
 
@@ -219,7 +219,7 @@ def test_the_file_is_not_rewritten_while_a_reply_streams(qtbot, make_window, mon
 def test_a_rewrite_that_finds_the_database_locked_is_tried_again_not_reported(qtbot, make_window, monkeypatch,
                                                                                purges, caplog):
     window = make_window()
-    monkeypatch.setattr(store_open, "BUSY_TIMEOUT_S", 0.05)  # the rewrite's own connection gives up soon
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_S", 0.05)  # the rewrite's own connection gives up soon
     _secret_chat_deleted_forever(window)
     other = sqlite3.connect(window.controller.store.path, timeout=0)
     try:

@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
-from slmchat.core.catalog import load_catalog
-from slmchat.core.store_records import Conversation
+from slmchat.core.models.catalog import load_catalog
+from slmchat.core.store.records import Conversation
 from slmchat.gui import markdown
 from slmchat.gui.about import versions
 from slmchat.gui.chat_view import Action, ChatModel, ChatView, MessageView
@@ -178,10 +178,8 @@ def test_about_lists_every_part_with_its_version():
 
 
 def test_the_model_manager_shows_a_card_per_catalog_model(qtbot, make_window):
-    from slmchat.gui.model_manager import ModelManager
-
     window = make_window()
-    manager = ModelManager(window, load_catalog())
+    manager = window.model_manager(load_catalog())
     qtbot.addWidget(manager)
     catalog = load_catalog()
     assert len(manager.cards) == len(catalog)
@@ -193,11 +191,10 @@ def test_the_model_manager_shows_a_card_per_catalog_model(qtbot, make_window):
 
 
 def test_settings_are_saved_and_applied(qtbot, make_window):
-    from slmchat.gui.settings_dialog import SettingsDialog
     from slmchat.settings import load_settings
 
     window = make_window()
-    dialog = SettingsDialog(window)
+    dialog = window.settings_dialog()
     qtbot.addWidget(dialog)
     dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
     dialog.font_size.setValue(12.0)

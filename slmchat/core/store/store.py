@@ -1,0 +1,345 @@
+"""The conversation store: SQLite through sqlite-utils, built so that no word is ever lost.
+
+`Store` owns the one writing connection and belongs to one thread (the GUI thread). Long
+reads (search, export, embedding back-fill) run on a worker with `store.reader()`, a separate
+read-only connection: WAL lets readers work beside the writer. Never share a connection
+between threads.
+
+Messages form a tree. Editing a message or regenerating a reply adds a sibling, so nothing is
+ever overwritten; each conversation remembers the leaf of the branch it shows.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from slmchat.core.errors import StoreError
+from slmchat.core.generation import GenerationSettings, GenerationStats, Role
+from slmchat.core.store.connection import connect, connect_read_only, open_database
+from slmchat.core.store.reader import Reader
+from slmchat.core.store.records import (
+    STATUS_FOR_REASON,
+    Conversation,
+    Message,
+    MessageStatus,
+    Persona,
+    settings_to_json,
+    to_text,
+    utc_now,
+)
+from slmchat.core.store.sqlite import Database
+
+__all__ = ["KEEP", "Reader", "Store", "auto_title", "purge_file"]
+
+TITLE_LENGTH = 60
+
+
+class _Keep(enum.Enum):
+    """Marks an argument of `update_conversation` that should stay as it is."""
+
+    KEEP = 0
+
+
+KEEP = _Keep.KEEP
+
+
+def auto_title(text: str) -> str:
+    """A title from the first line of the first message, cut at a word boundary."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    line = " ".join(line.split())
+    if len(line) <= TITLE_LENGTH:
+        return line
+    cut = line[:TITLE_LENGTH].rsplit(" ", 1)[0] or line[:TITLE_LENGTH]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+def purge_file(path: Path) -> bool:
+    """`Store.purge` for a worker thread, on a writing connection of its own, closed after.
+
+    The one exception to a single writer: the rewrite takes ~100 ms per 10 MB, too long for the
+    GUI thread, and SQLite's locks make the GUI's writer wait for it (busy timeout) meanwhile.
+    """
+    db = connect(path)
+    try:
+        return _purge(db)
+    finally:
+        db.close()
+
+
+def _purge(db: Database) -> bool:
+    for fts in ("messages_fts", "conversations_fts"):
+        db.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
+    db.vacuum()
+    busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    return busy == 0
+
+
+class Store(Reader):
+    """The conversation database, opened (checked, recovered, upgraded) for writing.
+
+    After construction, `recovered_from` is where a damaged file was moved (tell the user), and
+    `interrupted` lists replies a crash left streaming, now marked interrupted with their text.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        db, self.recovered_from = open_database(self.path)
+        super().__init__(db)
+        self.interrupted: list[int] = self._mark_interrupted()
+
+    def reader(self) -> Reader:
+        """A new read-only connection for one worker thread; close it when done."""
+        return Reader(connect_read_only(self.path))
+
+    def _now(self) -> str:
+        return to_text(self._clock())
+
+    def _mark_interrupted(self) -> list[int]:
+        ids = [row[0] for row in self.db.execute("SELECT id FROM messages WHERE status = 'streaming'")]
+        if ids:
+            self.db.execute(
+                "UPDATE messages SET status = 'interrupted', reason = 'interrupted', updated = ? "
+                "WHERE status = 'streaming'",
+                [self._now()],
+            )
+        return ids
+
+    # --- conversations --------------------------------------------------------------------
+    def new_conversation(
+        self,
+        *,
+        title: str = "",
+        model: str = "",
+        system_prompt: str = "",
+        persona_id: int | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> Conversation:
+        now = self._now()
+        cursor = self.db.execute(
+            "INSERT INTO conversations (title, created, updated, model, system_prompt, persona_id, settings) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [title, now, now, model, system_prompt, persona_id, settings_to_json(settings)],
+        )
+        return self.conversation(int(cursor.lastrowid or 0))
+
+    def update_conversation(
+        self,
+        conversation_id: int,
+        *,
+        title: str | _Keep = KEEP,
+        model: str | _Keep = KEEP,
+        system_prompt: str | _Keep = KEEP,
+        persona_id: int | None | _Keep = KEEP,
+        settings: GenerationSettings | None | _Keep = KEEP,
+        pinned: bool | _Keep = KEEP,
+    ) -> Conversation:
+        """Rename, pin, or change what the next reply uses. Does not reorder the sidebar."""
+        changes: dict[str, Any] = {
+            "title": title,
+            "model": model,
+            "system_prompt": system_prompt,
+            "persona_id": persona_id,
+            "pinned": pinned,
+        }
+        changes = {column: value for column, value in changes.items() if value is not KEEP}
+        if settings is not KEEP:
+            changes["settings"] = settings_to_json(settings)
+        self.conversation(conversation_id)
+        if changes:
+            assignments = ", ".join(f"{column} = :{column}" for column in changes)
+            self.db.execute(
+                f"UPDATE conversations SET {assignments} WHERE id = :id", {**changes, "id": conversation_id}
+            )
+        return self.conversation(conversation_id)
+
+    def trash(self, conversation_id: int) -> None:
+        """Move to the trash: hidden from the list and from search, restorable."""
+        self.conversation(conversation_id)
+        self.db.execute(
+            "UPDATE conversations SET deleted_at = ? WHERE id = ?", [self._now(), conversation_id]
+        )
+
+    def restore(self, conversation_id: int) -> None:
+        """Undo `trash`."""
+        self.conversation(conversation_id)
+        self.db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ?", [conversation_id])
+
+    def delete_forever(self, conversation_id: int) -> None:
+        """Delete a trashed conversation with its messages, search index rows and embeddings.
+
+        The words can linger in free pages of the file until `purge()`.
+        """
+        if self.conversation(conversation_id).deleted_at is None:
+            raise StoreError("Only conversations in the trash can be deleted for good.")
+        self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+
+    def empty_trash(self) -> int:
+        """Delete every trashed conversation for good; returns how many."""
+        with self.db.atomic():
+            return self.db.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL").rowcount
+
+    def purge(self) -> bool:
+        """Rewrite the file so deleted text is gone from its bytes; True when fully done.
+
+        Merging the search indexes drops their deleted entries, VACUUM rebuilds the file without
+        free pages, and a truncating checkpoint empties the write-ahead log. It takes time on a
+        big database (it rewrites the whole file): run it after emptying the trash, not per
+        message. False means an open reader kept the log from being emptied; run it again later.
+        """
+        return _purge(self.db)
+
+    # --- messages -------------------------------------------------------------------------
+    def add_user_message(self, conversation_id: int, text: str) -> Message:
+        """Append what the user typed to the shown branch, committed before anything else runs."""
+        return self._add(
+            conversation_id, self._shown_leaf(conversation_id), Role.USER, text, MessageStatus.COMPLETE
+        )
+
+    def edit_message(self, message_id: int, text: str) -> Message:
+        """Edit-and-resend: a new sibling with the new text, shown; the original is kept."""
+        original = self.message(message_id)
+        return self._add(
+            original.conversation_id, original.parent_id, original.role, text, MessageStatus.COMPLETE
+        )
+
+    def start_reply(self, conversation_id: int, *, model: str = "") -> Message:
+        """An empty streaming assistant message after the shown leaf; checkpoint it as it grows."""
+        return self._add(
+            conversation_id,
+            self._shown_leaf(conversation_id),
+            Role.ASSISTANT,
+            "",
+            MessageStatus.STREAMING,
+            model,
+        )
+
+    def regenerate(self, message_id: int, *, model: str = "") -> Message:
+        """A new streaming reply beside an existing one (same parent); the old one is kept."""
+        original = self.message(message_id)
+        return self._add(
+            original.conversation_id, original.parent_id, Role.ASSISTANT, "", MessageStatus.STREAMING, model
+        )
+
+    def checkpoint(self, message_id: int, text: str) -> None:
+        """Save the text of a streaming reply so far (callers throttle this to about once a second)."""
+        cursor = self.db.execute(
+            "UPDATE messages SET content = ?, updated = ? WHERE id = ? AND status = 'streaming'",
+            [text, self._now(), message_id],
+        )
+        if cursor.rowcount != 1:
+            raise self._not_streaming(message_id)
+
+    def finish_reply(self, message_id: int, text: str, stats: GenerationStats) -> Message:
+        """Store the final text, how the reply ended, and llama.cpp's counts and timings."""
+        now = self._now()
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE messages SET content = ?, status = ?, reason = ?, error = ?, prompt_tokens = ?, "
+                "completion_tokens = ?, ttft = ?, tokens_per_s = ?, updated = ? "
+                "WHERE id = ? AND status = 'streaming'",
+                [
+                    text,
+                    STATUS_FOR_REASON[stats.finish_reason].value,
+                    stats.finish_reason.value,
+                    stats.error,
+                    stats.prompt_tokens,
+                    stats.completion_tokens,
+                    stats.time_to_first_token_s,
+                    stats.decode_tokens_per_s,
+                    now,
+                    message_id,
+                ],
+            )
+            if cursor.rowcount != 1:
+                raise self._not_streaming(message_id)
+            self.db.execute(
+                "UPDATE conversations SET updated = ? WHERE id = "
+                "(SELECT conversation_id FROM messages WHERE id = ?)",
+                [now, message_id],
+            )
+        return self.message(message_id)
+
+    def select(self, message_id: int) -> list[Message]:
+        """Switch branch: show `message_id` and, below it, its newest leaf. Returns the branch."""
+        message = self.message(message_id)
+        self.db.execute(
+            "UPDATE conversations SET current_leaf_id = ? WHERE id = ?",
+            [self.latest_leaf(message_id), message.conversation_id],
+        )
+        return self.branch(message.conversation_id)
+
+    def _add(
+        self,
+        conversation_id: int,
+        parent_id: int | None,
+        role: Role,
+        text: str,
+        status: MessageStatus,
+        model: str = "",
+    ) -> Message:
+        now = self._now()
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO messages (conversation_id, parent_id, role, content, status, model, "
+                "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [conversation_id, parent_id, role.value, text, status.value, model, now, now],
+            )
+            message_id = int(cursor.lastrowid or 0)
+            self.db.execute(
+                "UPDATE conversations SET current_leaf_id = ?, updated = ? WHERE id = ?",
+                [message_id, now, conversation_id],
+            )
+            if role is Role.USER:
+                self.db.execute(
+                    "UPDATE conversations SET title = ? WHERE id = ? AND title = ''",
+                    [auto_title(text), conversation_id],
+                )
+        return self.message(message_id)
+
+    def _not_streaming(self, message_id: int) -> StoreError:
+        status = self.message(message_id).status.value
+        return StoreError(
+            "This reply has already ended and cannot be changed.", detail=f"message {message_id} is {status}"
+        )
+
+    # --- personas and settings ------------------------------------------------------------
+    def add_persona(
+        self, name: str, system_prompt: str = "", settings: GenerationSettings | None = None
+    ) -> Persona:
+        now = self._now()
+        cursor = self.db.execute(
+            "INSERT INTO personas (name, system_prompt, settings, created, updated) VALUES (?, ?, ?, ?, ?)",
+            [name, system_prompt, settings_to_json(settings), now, now],
+        )
+        return self.persona(int(cursor.lastrowid or 0))
+
+    def update_persona(
+        self, persona_id: int, *, name: str, system_prompt: str, settings: GenerationSettings | None
+    ) -> Persona:
+        self.persona(persona_id)
+        self.db.execute(
+            "UPDATE personas SET name = ?, system_prompt = ?, settings = ?, updated = ? WHERE id = ?",
+            [name, system_prompt, settings_to_json(settings), self._now(), persona_id],
+        )
+        return self.persona(persona_id)
+
+    def delete_persona(self, persona_id: int) -> None:
+        """Conversations that used it keep their own copy of the system prompt."""
+        self.persona(persona_id)
+        self.db.execute("DELETE FROM personas WHERE id = ?", [persona_id])
+
+    def write_settings(self, values: dict[str, Any]) -> None:
+        """Store JSON-able values by key, all in one transaction."""
+        with self.db.atomic():
+            for key, value in values.items():
+                self.db.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [key, json.dumps(value)],
+                )
