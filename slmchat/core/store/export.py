@@ -8,12 +8,16 @@ conversations, so a file can be imported twice without touching what is there.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import math
+import typing
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from slmchat.core.errors import StoreError
-from slmchat.core.generation import FinishReason, Role
+from slmchat.core.generation import FinishReason, GenerationSettings, Role
 from slmchat.core.store.reader import Reader
 from slmchat.core.store.records import (
     Message,
@@ -158,84 +162,246 @@ def _labelled_tree(messages: list[Message]) -> list[tuple[str, Message]]:
 def import_conversations(store: Store, data: Any) -> list[int]:
     """Add the conversations of an export as new ones, in one transaction; returns their ids.
 
-    Nothing is imported when any part of the file is invalid.
+    The whole file is read and type-checked before anything is written, and the writing is one
+    transaction: a file with any part invalid imports nothing, and says which part is wrong.
     """
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise NotAnExport("This file is not a slmchat conversation export.")
     if data.get("version") != VERSION:
         raise NotAnExport("This export was made by a different version of slmchat and cannot be read.")
+    document = _Part(data, "the file")
     try:
-        with store.db.atomic():
-            for persona in data.get("personas", []):
-                _import_persona(store, persona)
-            return [_import_one(store, conversation) for conversation in data["conversations"]]
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise NotAnExport("This export file is damaged and was not imported.", detail=repr(error)) from error
+        personas = [_read_persona(_Part(item, f"persona {n}"))
+                    for n, item in enumerate(document.optional_items("personas"), start=1)]
+        conversations = [_read_conversation(_Part(item, f"conversation {n}"))
+                         for n, item in enumerate(document.items("conversations"), start=1)]
+    except _Invalid as error:
+        raise NotAnExport(f"This export file is damaged and was not imported: {error}.",
+                          detail=str(error)) from None
+    with store.db.atomic():
+        for persona in personas:
+            _import_persona(store, persona)
+        return [_import_one(store, conversation) for conversation in conversations]
 
 
-def _import_one(store: Store, item: dict[str, Any]) -> int:
-    persona_id = _persona_named(store, item.get("persona"))
-    settings = None if item.get("settings") is None else settings_from_dict(item["settings"])
-    cursor = store.db.execute(
-        "INSERT INTO conversations (title, created, updated, model, system_prompt, persona_id, settings, "
-        "pinned, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            str(item["title"]),
-            _time(item["created"]),
-            _time(item["updated"]),
-            str(item["model"]),
-            str(item["system_prompt"]),
-            persona_id,
-            settings_to_json(settings),
-            int(bool(item["pinned"])),
-            None if item.get("deleted_at") is None else _time(item["deleted_at"]),
-        ],
-    )
-    conversation_id = int(cursor.lastrowid or 0)
-    new_ids: dict[int, int] = {}
-    for message in item["messages"]:  # parents come before their children in every export
-        values = _checked_message(message)
-        if message["id"] in new_ids:
-            raise ValueError(f"message id {message['id']} appears twice")
-        parent = None if message["parent_id"] is None else new_ids[message["parent_id"]]
-        cursor = store.db.execute(
-            f"INSERT INTO messages (conversation_id, parent_id, {', '.join(_MESSAGE_FIELDS)}) "
-            f"VALUES (?, ?, {', '.join('?' for _ in _MESSAGE_FIELDS)})",
-            [conversation_id, parent, *values],
-        )
-        new_ids[message["id"]] = int(cursor.lastrowid or 0)
-    leaf = item.get("shown_leaf_id")
-    store.db.execute(
-        "UPDATE conversations SET current_leaf_id = ? WHERE id = ?",
-        [None if leaf is None else new_ids[leaf], conversation_id],
-    )
-    return conversation_id
+# --- reading an export: every value checked for its type before anything is written -----------
+class _Invalid(ValueError):
+    """One part of the file has the wrong shape; the text says where, for the user."""
 
 
-def _checked_message(message: dict[str, Any]) -> list[Any]:
-    """Field values in `_MESSAGE_FIELDS` order, validated; a reply that was streaming when
-    exported is stored as interrupted (nothing will ever finish it)."""
-    status = MessageStatus(message["status"])
-    reason = None if message["reason"] is None else FinishReason(message["reason"])
+@dataclass(frozen=True)
+class _Part:
+    """One JSON object of the file and where it is ("conversation 2, message 5"), for messages."""
+
+    value: Any
+    where: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, dict):
+            raise _Invalid(f"{self.where} is not a set of named fields")
+
+    def _get(self, key: str, required: bool = True) -> Any:
+        if key not in self.value:
+            if required:
+                raise _Invalid(f'{self.where} has no "{key}"')
+            return None
+        return self.value[key]
+
+    def wrong(self, key: str, expected: str) -> _Invalid:
+        return _Invalid(f'"{key}" in {self.where} should be {expected}')
+
+    def text(self, key: str, *, required: bool = True, nullable: bool = False) -> str | None:
+        value = self._get(key, required)
+        if value is None and (nullable or not required):
+            return None
+        if not isinstance(value, str):
+            raise self.wrong(key, "text")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800": not storable text
+            raise self.wrong(key, "readable text") from None
+        return value
+
+    def whole(self, key: str) -> int | None:
+        """A whole number or null (JSON's true/false are not numbers here)."""
+        value = self._get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self.wrong(key, "a whole number")
+        return value
+
+    def number(self, key: str) -> float | None:
+        value = self._get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise self.wrong(key, "a number")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise self.wrong(key, "true or false")
+        return value
+
+    def time(self, key: str, *, required: bool = True) -> str | None:
+        value = self.text(key, required=required, nullable=not required)
+        if value is None:
+            return None
+        try:
+            return to_text(datetime.fromisoformat(value))
+        except (ValueError, OverflowError):
+            raise self.wrong(key, "a date and time") from None
+
+    def choice(self, key: str, kind: type[enum.Enum], *, nullable: bool = False) -> Any:
+        value = self._get(key)
+        if value is None and nullable:
+            return None
+        try:
+            return kind(value)
+        except (ValueError, TypeError):
+            raise self.wrong(key, "one of " + ", ".join(repr(m.value) for m in kind)) from None
+
+    def items(self, key: str) -> list[Any]:
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise self.wrong(key, "a list")
+        return value
+
+    def optional_items(self, key: str) -> list[Any]:
+        return [] if self._get(key, required=False) is None else self.items(key)
+
+    def settings(self, key: str) -> GenerationSettings | None:
+        """Sampling settings, each known field of its declared type; unknown fields (from a newer
+        version) are ignored."""
+        value = self._get(key, required=False)
+        if value is None:
+            return None
+        part = _Part(value, f'the "{key}" of {self.where}')
+        checked: dict[str, Any] = {}
+        for name, declared in _SETTINGS_TYPES.items():
+            if name not in value:
+                continue
+            number = part.whole(name) if declared is int else part.number(name)
+            if number is None and not _SETTINGS_NULLABLE[name]:
+                raise part.wrong(name, "a number")
+            checked[name] = number
+        return settings_from_dict(checked)
+
+
+_SETTINGS_HINTS = typing.get_type_hints(GenerationSettings)
+_SETTINGS_NULLABLE = {name: type(None) in typing.get_args(hint) for name, hint in _SETTINGS_HINTS.items()}
+_SETTINGS_TYPES = {  # int or float, with `X | None` reduced to X
+    name: next(t for t in (typing.get_args(hint) or (hint,)) if t is not type(None))
+    for name, hint in _SETTINGS_HINTS.items()
+}
+
+
+@dataclass(frozen=True)
+class _PersonaRecord:
+    name: str
+    system_prompt: str
+    settings: GenerationSettings | None
+
+
+@dataclass(frozen=True)
+class _MessageRecord:
+    id: int
+    parent_id: int | None
+    values: list[Any]  # in `_MESSAGE_FIELDS` order
+
+
+@dataclass(frozen=True)
+class _ConversationRecord:
+    values: list[Any]  # the conversation's columns but its persona, see `_import_one`
+    persona: str | None
+    messages: list[_MessageRecord]
+    shown_leaf_id: int | None
+
+
+def _read_persona(part: _Part) -> _PersonaRecord:
+    return _PersonaRecord(part.text("name"), part.text("system_prompt"), part.settings("settings"))
+
+
+def _read_conversation(part: _Part) -> _ConversationRecord:
+    values = [
+        part.text("title"),
+        part.time("created"),
+        part.time("updated"),
+        part.text("model"),
+        part.text("system_prompt"),
+        settings_to_json(part.settings("settings")),
+        int(part.flag("pinned")),
+        part.time("deleted_at", required=False),
+    ]
+    messages: list[_MessageRecord] = []
+    seen: set[int] = set()
+    for number, item in enumerate(part.items("messages"), start=1):
+        message = _read_message(_Part(item, f"{part.where}, message {number}"))
+        if message.id in seen:
+            raise _Invalid(f"{part.where} has two messages numbered {message.id}")
+        if message.parent_id is not None and message.parent_id not in seen:  # parents come first
+            raise _Invalid(f"{part.where}, message {number} answers a message that is not before it")
+        seen.add(message.id)
+        messages.append(message)
+    leaf = part.whole("shown_leaf_id") if "shown_leaf_id" in part.value else None
+    if leaf is not None and leaf not in seen:
+        raise _Invalid(f"{part.where} shows a message it does not have")
+    return _ConversationRecord(values, part.text("persona", required=False, nullable=True), messages, leaf)
+
+
+def _read_message(part: _Part) -> _MessageRecord:
+    """A message's values; a reply that was streaming when exported is stored as interrupted
+    (nothing will ever finish it)."""
+    message_id = part.whole("id")
+    if message_id is None:
+        raise part.wrong("id", "a whole number")
+    status = part.choice("status", MessageStatus)
+    reason = part.choice("reason", FinishReason, nullable=True)
     if status is MessageStatus.STREAMING:
         status, reason = MessageStatus.INTERRUPTED, FinishReason.INTERRUPTED
     checked = {
-        **{field: message[field] for field in _MESSAGE_FIELDS},
-        "role": Role(message["role"]).value,
-        "content": str(message["content"]),
+        "role": part.choice("role", Role).value,
+        "content": part.text("content"),
         "status": status.value,
         "reason": None if reason is None else reason.value,
-        "created": _time(message["created"]),
-        "updated": _time(message["updated"]),
+        "error": part.text("error"),
+        "model": part.text("model"),
+        "prompt_tokens": part.whole("prompt_tokens"),
+        "completion_tokens": part.whole("completion_tokens"),
+        "ttft": part.number("ttft"),
+        "tokens_per_s": part.number("tokens_per_s"),
+        "created": part.time("created"),
+        "updated": part.time("updated"),
     }
-    return [checked[field] for field in _MESSAGE_FIELDS]
+    return _MessageRecord(message_id, part.whole("parent_id"), [checked[field] for field in _MESSAGE_FIELDS])
 
 
-def _import_persona(store: Store, item: dict[str, Any]) -> None:
+# --- writing what was read ----------------------------------------------------------------------
+def _import_one(store: Store, item: _ConversationRecord) -> int:
+    title, created, updated, model, system_prompt, settings, pinned, deleted_at = item.values
+    cursor = store.db.execute(
+        "INSERT INTO conversations (title, created, updated, model, system_prompt, persona_id, settings, "
+        "pinned, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [title, created, updated, model, system_prompt, _persona_named(store, item.persona), settings,
+         pinned, deleted_at],
+    )
+    conversation_id = int(cursor.lastrowid or 0)
+    new_ids: dict[int, int] = {}
+    for message in item.messages:
+        cursor = store.db.execute(
+            f"INSERT INTO messages (conversation_id, parent_id, {', '.join(_MESSAGE_FIELDS)}) "
+            f"VALUES (?, ?, {', '.join('?' for _ in _MESSAGE_FIELDS)})",
+            [conversation_id, None if message.parent_id is None else new_ids[message.parent_id], *message.values],
+        )
+        new_ids[message.id] = int(cursor.lastrowid or 0)
+    leaf = None if item.shown_leaf_id is None else new_ids[item.shown_leaf_id]
+    store.db.execute("UPDATE conversations SET current_leaf_id = ? WHERE id = ?", [leaf, conversation_id])
+    return conversation_id
+
+
+def _import_persona(store: Store, persona: _PersonaRecord) -> None:
     """Add a persona unless one of that name exists (importing twice adds nothing)."""
-    if _persona_named(store, str(item["name"])) is None:
-        settings = None if item.get("settings") is None else settings_from_dict(item["settings"])
-        store.add_persona(str(item["name"]), str(item["system_prompt"]), settings)
+    if _persona_named(store, persona.name) is None:
+        store.add_persona(persona.name, persona.system_prompt, persona.settings)
 
 
 def _persona_named(store: Store, name: str | None) -> int | None:
@@ -243,7 +409,3 @@ def _persona_named(store: Store, name: str | None) -> int | None:
         return None
     row = store.db.execute("SELECT id FROM personas WHERE name = ? ORDER BY id LIMIT 1", [name]).fetchone()
     return None if row is None else int(row[0])
-
-
-def _time(text: Any) -> str:
-    return to_text(datetime.fromisoformat(str(text)))
