@@ -116,6 +116,12 @@ def _embeddings(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0004_reply_writers")
+def _reply_writers(db: Database) -> None:
+    # The lease (writers.py) of the process streaming a reply: only its death interrupts the reply.
+    db.execute("ALTER TABLE messages ADD COLUMN writer TEXT")
+
+
 def migration_names() -> list[str]:
     """Every migration this version knows, in order (all are pending on an empty database)."""
     return [migration.name for migration in MIGRATIONS.pending(Database(memory=True))]

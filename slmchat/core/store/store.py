@@ -33,6 +33,7 @@ from slmchat.core.store.records import (
     utc_now,
 )
 from slmchat.core.store.sqlite import Database
+from slmchat.core.store.writers import Lease, sweep, writer_is_gone
 
 __all__ = ["KEEP", "Reader", "Store", "auto_title", "purge_file"]
 
@@ -83,7 +84,9 @@ class Store(Reader):
     """The conversation database, opened (checked, recovered, upgraded) for writing.
 
     After construction, `recovered_from` is where a damaged file was moved (tell the user), and
-    `interrupted` lists replies a crash left streaming, now marked interrupted with their text.
+    `interrupted` lists replies whose writing process died mid-reply, now marked interrupted with
+    their text. Other processes may write the same file at the same time: the replies they are
+    streaming are theirs (each is tagged with its writer's `Lease`) and are left alone.
     """
 
     def __init__(self, path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> None:
@@ -91,7 +94,13 @@ class Store(Reader):
         self._clock = clock
         db, self.recovered_from = open_database(self.path)
         super().__init__(db)
-        self.interrupted: list[int] = self._mark_interrupted()
+        self._lease = None if str(path) == ":memory:" else Lease(self.path)
+        self.interrupted: list[int] = self.mark_abandoned_replies()
+
+    def close(self) -> None:
+        super().close()
+        if self._lease is not None:
+            self._lease.release()
 
     def reader(self) -> Reader:
         """A new read-only connection for one worker thread; close it when done."""
@@ -100,15 +109,26 @@ class Store(Reader):
     def _now(self) -> str:
         return to_text(self._clock())
 
-    def _mark_interrupted(self) -> list[int]:
-        ids = [row[0] for row in self.db.execute("SELECT id FROM messages WHERE status = 'streaming'")]
-        if ids:
-            self.db.execute(
-                "UPDATE messages SET status = 'interrupted', reason = 'interrupted', updated = ? "
-                "WHERE status = 'streaming'",
-                [self._now()],
-            )
-        return ids
+    def mark_abandoned_replies(self) -> list[int]:
+        """Mark interrupted, text kept, the streaming replies whose writer process is gone.
+
+        Returns their ids. A reply streamed by a live process (this one or another) is left as it is.
+        """
+        streaming = self.db.execute("SELECT id, writer FROM messages WHERE status = 'streaming'").fetchall()
+        writers = {writer for _id, writer in streaming}
+        own = self._lease.name if self._lease else None
+        gone = {writer for writer in writers if writer != own and (writer is None or writer_is_gone(self.path, writer))}
+        abandoned = [message_id for message_id, writer in streaming if writer in gone]
+        if abandoned:
+            with self.db.atomic():
+                self.db.conn.executemany(
+                    "UPDATE messages SET status = 'interrupted', reason = 'interrupted', updated = ? "
+                    "WHERE id = ? AND status = 'streaming'",
+                    [(self._now(), message_id) for message_id in abandoned],
+                )
+        if self._lease is not None:
+            sweep(self.path, writers - gone)
+        return abandoned
 
     # --- conversations --------------------------------------------------------------------
     def new_conversation(
@@ -211,12 +231,7 @@ class Store(Reader):
     def start_reply(self, conversation_id: int, *, model: str = "") -> Message:
         """An empty streaming assistant message after the shown leaf; checkpoint it as it grows."""
         return self._add(
-            conversation_id,
-            self._shown_leaf(conversation_id),
-            Role.ASSISTANT,
-            "",
-            MessageStatus.STREAMING,
-            model,
+            conversation_id, self._shown_leaf(conversation_id), Role.ASSISTANT, "", MessageStatus.STREAMING, model
         )
 
     def regenerate(self, message_id: int, *, model: str = "") -> Message:
@@ -284,11 +299,12 @@ class Store(Reader):
         model: str = "",
     ) -> Message:
         now = self._now()
+        writer = self._lease.name if self._lease and status is MessageStatus.STREAMING else None
         with self.db.atomic():
             cursor = self.db.execute(
-                "INSERT INTO messages (conversation_id, parent_id, role, content, status, model, "
-                "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [conversation_id, parent_id, role.value, text, status.value, model, now, now],
+                "INSERT INTO messages (conversation_id, parent_id, role, content, status, model, writer, "
+                "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [conversation_id, parent_id, role.value, text, status.value, model, writer, now, now],
             )
             message_id = int(cursor.lastrowid or 0)
             self.db.execute(

@@ -53,6 +53,7 @@ EXPECTED_TABLES = {
         "tokens_per_s": "REAL",
         "created": "TEXT",
         "updated": "TEXT",
+        "writer": "TEXT",
     },
     "settings": {"key": "TEXT", "value": "TEXT"},
     "messages_fts": {"content": ""},

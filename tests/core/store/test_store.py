@@ -365,7 +365,7 @@ def test_delete_forever_removes_messages_index_rows_embeddings_and_purge_clears_
     store.db.execute("INSERT INTO embeddings VALUES (?, 'mini', 4, ?, 'now')", [message.id, vector.tobytes()])
 
     def file_bytes() -> bytes:
-        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("chats.db"))
+        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("chats.db") and p.is_file())
 
     assert SECRET.encode() in file_bytes()
     with pytest.raises(StoreError):
