@@ -137,3 +137,21 @@ class DatabaseTooNew(StoreError):
 
 class NotFound(StoreError, LookupError):
     pass
+
+
+class DatabaseFull(StoreError):
+    """A write needed room the disk (or the database's size limit) does not have; nothing was changed."""
+
+
+class DatabaseBusy(StoreError):
+    """Another program held the database longer than the store waits; nothing was changed."""
+
+
+class BackupFailed(StoreError):
+    """A backup copy of the conversations could not be made, or one could not be restored;
+    the database itself was left as it was."""
+
+
+# --- the data folder ----------------------------------------------------------------------
+class InvalidDataFolder(SlmchatError, ValueError):
+    """A data folder the app cannot rely on (empty, or relative to wherever it was started)."""

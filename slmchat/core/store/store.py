@@ -12,15 +12,17 @@ ever overwritten; each conversation remembers the leaf of the branch it shows.
 from __future__ import annotations
 
 import enum
+import functools
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from slmchat.core.errors import StoreError
+from slmchat.core.errors import DatabaseBusy, DatabaseFull, StoreError
 from slmchat.core.generation import GenerationSettings, GenerationStats, Role
-from slmchat.core.store.connection import connect, connect_read_only, open_database
+from slmchat.core.store.connection import connect, connect_read_only, is_busy, open_database
 from slmchat.core.store.reader import Reader
 from slmchat.core.store.records import (
     STATUS_FOR_REASON,
@@ -38,6 +40,7 @@ from slmchat.core.store.writers import Lease, sweep, writer_is_gone
 __all__ = ["KEEP", "Reader", "Store", "auto_title", "purge_file"]
 
 TITLE_LENGTH = 60
+_T = TypeVar("_T")
 
 
 class _Keep(enum.Enum):
@@ -80,6 +83,36 @@ def _purge(db: Database) -> bool:
     return busy == 0
 
 
+_SQLITE_FULL = 13
+
+
+def _write(method: Callable[..., _T]) -> Callable[..., _T]:
+    """A write of the Store: SQLite's "disk full" and "busy" become errors a user can act on.
+
+    Either way SQLite has rolled the statement back (and `atomic()` blocks their transaction),
+    so what was stored before is intact and the caller still holds what it meant to write.
+    """
+
+    @functools.wraps(method)
+    def write(self: Store, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if self.db.conn.in_transaction:
+                self.db.conn.rollback()
+            if error.sqlite_errorcode & 0xFF == _SQLITE_FULL:
+                raise DatabaseFull(
+                    "There is no room left on the disk for your conversations. Free some space and try "
+                    "again: nothing already saved was lost.", detail=f"{self.path}: {error}") from error
+            if is_busy(error):
+                raise DatabaseBusy(
+                    "Another program is holding the conversation database. Try again in a moment: "
+                    "nothing already saved was lost.", detail=f"{self.path}: {error}") from error
+            raise
+
+    return write
+
+
 class Store(Reader):
     """The conversation database, opened (checked, recovered, upgraded) for writing.
 
@@ -109,6 +142,7 @@ class Store(Reader):
     def _now(self) -> str:
         return to_text(self._clock())
 
+    @_write
     def mark_abandoned_replies(self) -> list[int]:
         """Mark interrupted, text kept, the streaming replies whose writer process is gone.
 
@@ -131,6 +165,7 @@ class Store(Reader):
         return abandoned
 
     # --- conversations --------------------------------------------------------------------
+    @_write
     def new_conversation(
         self,
         *,
@@ -148,6 +183,7 @@ class Store(Reader):
         )
         return self.conversation(int(cursor.lastrowid or 0))
 
+    @_write
     def update_conversation(
         self,
         conversation_id: int,
@@ -178,6 +214,7 @@ class Store(Reader):
             )
         return self.conversation(conversation_id)
 
+    @_write
     def trash(self, conversation_id: int) -> None:
         """Move to the trash: hidden from the list and from search, restorable."""
         self.conversation(conversation_id)
@@ -185,11 +222,13 @@ class Store(Reader):
             "UPDATE conversations SET deleted_at = ? WHERE id = ?", [self._now(), conversation_id]
         )
 
+    @_write
     def restore(self, conversation_id: int) -> None:
         """Undo `trash`."""
         self.conversation(conversation_id)
         self.db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ?", [conversation_id])
 
+    @_write
     def delete_forever(self, conversation_id: int) -> None:
         """Delete a trashed conversation with its messages, search index rows and embeddings.
 
@@ -199,6 +238,7 @@ class Store(Reader):
             raise StoreError("Only conversations in the trash can be deleted for good.")
         self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
+    @_write
     def empty_trash(self) -> int:
         """Delete every trashed conversation for good; returns how many."""
         with self.db.atomic():
@@ -215,12 +255,14 @@ class Store(Reader):
         return _purge(self.db)
 
     # --- messages -------------------------------------------------------------------------
+    @_write
     def add_user_message(self, conversation_id: int, text: str) -> Message:
         """Append what the user typed to the shown branch, committed before anything else runs."""
         return self._add(
             conversation_id, self._shown_leaf(conversation_id), Role.USER, text, MessageStatus.COMPLETE
         )
 
+    @_write
     def edit_message(self, message_id: int, text: str) -> Message:
         """Edit-and-resend: a new sibling with the new text, shown; the original is kept."""
         original = self.message(message_id)
@@ -228,12 +270,14 @@ class Store(Reader):
             original.conversation_id, original.parent_id, original.role, text, MessageStatus.COMPLETE
         )
 
+    @_write
     def start_reply(self, conversation_id: int, *, model: str = "") -> Message:
         """An empty streaming assistant message after the shown leaf; checkpoint it as it grows."""
         return self._add(
             conversation_id, self._shown_leaf(conversation_id), Role.ASSISTANT, "", MessageStatus.STREAMING, model
         )
 
+    @_write
     def regenerate(self, message_id: int, *, model: str = "") -> Message:
         """A new streaming reply beside an existing one (same parent); the old one is kept."""
         original = self.message(message_id)
@@ -241,6 +285,7 @@ class Store(Reader):
             original.conversation_id, original.parent_id, Role.ASSISTANT, "", MessageStatus.STREAMING, model
         )
 
+    @_write
     def checkpoint(self, message_id: int, text: str) -> None:
         """Save the text of a streaming reply so far (callers throttle this to about once a second)."""
         cursor = self.db.execute(
@@ -250,6 +295,7 @@ class Store(Reader):
         if cursor.rowcount != 1:
             raise self._not_streaming(message_id)
 
+    @_write
     def finish_reply(self, message_id: int, text: str, stats: GenerationStats) -> Message:
         """Store the final text, how the reply ended, and llama.cpp's counts and timings."""
         now = self._now()
@@ -280,6 +326,7 @@ class Store(Reader):
             )
         return self.message(message_id)
 
+    @_write
     def select(self, message_id: int) -> list[Message]:
         """Switch branch: show `message_id` and, below it, its newest leaf. Returns the branch."""
         message = self.message(message_id)
@@ -325,6 +372,7 @@ class Store(Reader):
         )
 
     # --- personas and settings ------------------------------------------------------------
+    @_write
     def add_persona(
         self, name: str, system_prompt: str = "", settings: GenerationSettings | None = None
     ) -> Persona:
@@ -335,6 +383,7 @@ class Store(Reader):
         )
         return self.persona(int(cursor.lastrowid or 0))
 
+    @_write
     def update_persona(
         self, persona_id: int, *, name: str, system_prompt: str, settings: GenerationSettings | None
     ) -> Persona:
@@ -345,11 +394,13 @@ class Store(Reader):
         )
         return self.persona(persona_id)
 
+    @_write
     def delete_persona(self, persona_id: int) -> None:
         """Conversations that used it keep their own copy of the system prompt."""
         self.persona(persona_id)
         self.db.execute("DELETE FROM personas WHERE id = ?", [persona_id])
 
+    @_write
     def write_settings(self, values: dict[str, Any]) -> None:
         """Store JSON-able values by key, all in one transaction."""
         with self.db.atomic():
