@@ -235,11 +235,11 @@ class ModelLibrary:
         with self._registry_lock():
             entries = [e for e in self._load() if self._from_entry(e).id != model_id]
             self._save(entries)
-        if model.owned:
+        if model.owned and _inside(model.path, self.paths.models) and not model.path.is_dir():
             model.path.unlink(missing_ok=True)
             _remove_if_empty(model.path.parent, stop=self.paths.models)
-        if model.repo_id and model.filename:
-            partial = self.partial(model.repo_id, model.filename)
+        partial = self.partial(model.repo_id, model.filename) if model.repo_id and model.filename else None
+        if partial is not None and _inside(partial.part, self.paths.downloads):
             try:
                 with partial.locked():
                     partial.discard()
@@ -281,7 +281,9 @@ class ModelLibrary:
 
     # --- internals -----------------------------------------------------------------------------
     def _with_info(self, model: LibraryModel) -> LibraryModel:
-        """Attach GGUF facts, or say why the file cannot be used."""
+        """Attach GGUF facts, or say why the file cannot be used (a refused entry is not read)."""
+        if model.problem is not None:
+            return model
         if not model.path.is_file():
             return replace(model, problem=f"The file {model.path} is missing. It may have been moved or deleted.")
         try:
@@ -304,13 +306,28 @@ class ModelLibrary:
         return info
 
     def _from_entry(self, entry: dict) -> LibraryModel:
+        """A registry entry as a model. The registry is a file on disk anyone may have edited: a
+        file slmchat keeps (downloaded, copied in, or named relative to the models folder) must
+        be inside the models folder, symlinks followed; an entry pointing elsewhere is listed as
+        unusable, never read, and Remove only forgets it. Only a model used where it is (an
+        import without copying, by absolute path) may live anywhere."""
         path = Path(entry["path"])
+        source = ModelSource(entry["source"])
+        owned = bool(entry.get("owned"))
+        full = path if path.is_absolute() else self.paths.models / path
+        problem = None
+        if (owned or source is ModelSource.DOWNLOADED or not path.is_absolute()) \
+                and not _inside(full, self.paths.models):
+            owned = False
+            problem = (f"slmchat's list of models points to {full}, outside its models folder, so that "
+                       "file is not used. Remove this entry and download or import the model again.")
         return LibraryModel(
             id=entry["id"],
-            path=path if path.is_absolute() else self.paths.models / path,
-            source=ModelSource(entry["source"]),
+            path=full,
+            source=source,
             info=None,
-            owned=bool(entry.get("owned")),
+            problem=problem,
+            owned=owned,
             repo_id=entry.get("repo_id"),
             filename=entry.get("filename"),
             sha256=entry.get("sha256"),
@@ -372,7 +389,15 @@ class ModelLibrary:
         except (OSError, ValueError):
             log.exception("the model registry %s is unreadable; treating it as empty", self._registry_path)
             return []
-        return [e for e in data.get("models", []) if isinstance(e, dict) and "id" in e and "path" in e]
+        entries = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            log.warning("the model registry %s lists no models; treating it as empty", self._registry_path)
+            return []
+        valid = [e for e in entries if _valid_entry(e)]
+        if len(valid) < len(entries):
+            log.warning("ignored %d malformed entries of the model registry %s",
+                        len(entries) - len(valid), self._registry_path)
+        return valid
 
     def _save(self, entries: list[dict]) -> None:
         _write_json_atomic(self._registry_path, {"version": REGISTRY_VERSION, "models": entries})
@@ -415,6 +440,29 @@ def _try_locked(partial: PartialDownload, action) -> bool:
     except DownloadAlreadyRunning:
         return False
     return True
+
+
+_ENTRY_TEXT = ("repo_id", "filename", "sha256", "commit")  # optional fields of a registry entry
+
+
+def _valid_entry(entry: object) -> bool:
+    """A registry entry with the types `_from_entry` needs (the starter is never registered)."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("id"), str)
+        and isinstance(entry.get("path"), str) and bool(entry["path"]) and "\0" not in entry["path"]
+        and entry.get("source") in (ModelSource.DOWNLOADED.value, ModelSource.IMPORTED.value)
+        and isinstance(entry.get("owned", False), bool)
+        and all(isinstance(entry.get(key), (str, type(None))) for key in _ENTRY_TEXT)
+    )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is below `folder` once `..` and symlinks are resolved (also for a missing file)."""
+    try:
+        return folder.resolve() in path.resolve().parents
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
 
 
 def _remove_if_empty(folder: Path, stop: Path) -> None:

@@ -207,3 +207,113 @@ def test_stale_leftovers_are_cleaned_but_resumable_and_running_downloads_are_kep
     assert set(removed) >= {orphan_part, orphan_state, hf_leftover}
     assert not orphan_part.exists() and not orphan_state.exists() and not hf_leftover.exists()
     assert resumable.part.exists() and resumable.load_state() is not None
+
+
+# --- the registry is a file on disk: what it says is checked before a file is used or deleted ---
+def write_registry(library: ModelLibrary, *entries: dict) -> None:
+    """models.json as an older version, another program or a hostile hand could have left it."""
+    registry = library.paths.data / library_module.REGISTRY_FILE
+    registry.write_text(json.dumps({"version": library_module.REGISTRY_VERSION, "models": list(entries)}))
+
+
+@pytest.fixture
+def outside_model(tmp_path: Path, smollm2_path: Path) -> Path:
+    """A real, valid GGUF outside slmchat's folders: what an escaping entry would use and delete."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    return Path(shutil.copy(smollm2_path, folder / "precious.gguf"))
+
+
+def escaping_paths(library: ModelLibrary, outside: Path) -> dict[str, str]:
+    models = library.paths.models
+    return {
+        "dot-dot": os.path.relpath(outside, models),  # "../../elsewhere/precious.gguf"
+        "absolute": str(outside),
+        "dot-dot inside an absolute path": str(models / "imported" / ".." / os.path.relpath(outside, models)),
+    }
+
+
+@pytest.mark.parametrize("where", ["dot-dot", "absolute", "dot-dot inside an absolute path"])
+@pytest.mark.parametrize(("source", "owned"), [("downloaded", True), ("imported", True), ("downloaded", False)])
+def test_a_kept_model_whose_registry_path_leaves_the_models_folder_is_neither_used_nor_deleted(
+    library, outside_model, smollm2_path, where, source, owned
+):
+    write_registry(library, {"id": "escapee", "source": source, "owned": owned,
+                             "path": escaping_paths(library, outside_model)[where]})
+    listed = library.get("escapee")
+    assert not listed.usable and listed.info is None and not listed.owned
+    assert "outside its models folder" in listed.problem
+
+    library.remove("escapee")
+    assert outside_model.is_file() and outside_model.stat().st_size == smollm2_path.stat().st_size
+    assert [m.source for m in library.list()] == [ModelSource.STARTER]  # the entry itself is forgotten
+
+
+def test_a_symlinked_folder_inside_models_cannot_lead_remove_to_a_file_outside(library, outside_model):
+    link = library.paths.models / "test-org--Escape-GGUF"
+    link.symlink_to(outside_model.parent, target_is_directory=True)
+    write_registry(library, {"id": "escapee", "source": "downloaded", "owned": True,
+                             "path": f"{link.name}/{outside_model.name}", "repo_id": "test-org/Escape-GGUF",
+                             "filename": outside_model.name})
+    assert not library.get("escapee").usable
+    library.remove("escapee")
+    assert outside_model.is_file()
+
+
+def test_a_symlinked_model_file_pointing_outside_is_not_used(library, outside_model):
+    (library.paths.models / "imported").mkdir()
+    link = library.paths.models / "imported" / "looks-local.gguf"
+    link.symlink_to(outside_model)
+    write_registry(library, {"id": "escapee", "source": "imported", "owned": True, "path": "imported/looks-local.gguf"})
+    listed = library.get("escapee")
+    assert not listed.usable and "outside its models folder" in listed.problem
+    library.remove("escapee")
+    assert outside_model.is_file()
+
+
+def test_remove_never_deletes_partial_files_outside_the_downloads_folder(library, outside_model):
+    """repo_id and filename name the partial download that Remove also deletes: a filename with
+    `..` in the registry must not reach files beside the downloads folder."""
+    victim = library.paths.data / "victim.part"
+    victim.write_bytes(b"not slmchat's")
+    state = victim.with_name("victim.part.json")
+    state.write_text("{}")
+    repo_id, filename = "test-org/Escape-GGUF", "../../../victim"
+    (library.paths.downloads / "test-org--Escape-GGUF--..").mkdir()  # so the path can be walked
+    assert library.partial(repo_id, filename).part.resolve() == victim.resolve()
+    model_file = library.paths.models / "test-org--Escape-GGUF" / "model.gguf"
+    model_file.parent.mkdir()
+    shutil.copyfile(outside_model, model_file)
+    write_registry(library, {"id": "tricky", "source": "downloaded", "owned": True,
+                             "path": "test-org--Escape-GGUF/model.gguf", "repo_id": repo_id, "filename": filename})
+
+    library.remove("tricky")
+    assert not model_file.exists()  # its own file, inside the models folder, goes
+    assert victim.read_bytes() == b"not slmchat's" and state.is_file()
+
+
+def test_models_used_where_they_are_may_still_live_anywhere(library, outside_model):
+    write_registry(library, {"id": "in-place", "source": "imported", "owned": False, "path": str(outside_model)})
+    listed = library.get("in-place")
+    assert listed.usable and listed.path == outside_model
+    library.remove("in-place")
+    assert outside_model.is_file()
+
+
+def test_malformed_registry_entries_are_skipped_and_the_rest_still_listed(library, outside_model):
+    write_registry(
+        library,
+        {"id": "no-source", "path": str(outside_model)},
+        {"id": "odd-source", "source": "starter", "owned": False, "path": str(outside_model)},
+        {"id": "weird-source", "source": "borrowed", "owned": False, "path": str(outside_model)},
+        {"id": ["a", "list"], "source": "imported", "owned": False, "path": str(outside_model)},
+        {"id": "path-object", "source": "imported", "owned": False, "path": {"file": str(outside_model)}},
+        {"id": "null-byte", "source": "imported", "owned": False, "path": "bad\0name.gguf"},
+        {"id": "owned-text", "source": "imported", "owned": "yes", "path": str(outside_model)},
+        {"id": "repo-number", "source": "imported", "owned": False, "path": str(outside_model), "repo_id": 7},
+        "not an entry",
+        {"id": "good", "source": "imported", "owned": False, "path": str(outside_model)},
+    )
+    assert [m.id for m in library.list()][1:] == ["good"]
+    (library.paths.data / library_module.REGISTRY_FILE).write_text(json.dumps({"models": {"good": 1}}))
+    assert [m.source for m in library.list()] == [ModelSource.STARTER]
