@@ -522,9 +522,7 @@ def backend_from_names(names: Sequence[str], gpu_offload: bool) -> Backend:
 def detect_llama_backend() -> tuple[Backend, tuple[str, ...]]:
     """Ask the installed llama.cpp what it was built with; CPU when it is not installed."""
     try:
-        from slmchat.core.llama_api import (
-            llama_cpp,  # lazily: detection must work without it
-        )
+        from slmchat.core.llama_api import llama_cpp  # lazily: detection must work without it
     except ImportError:
         return Backend.CPU, ()
     raw = llama_cpp.llama_print_system_info()

@@ -74,15 +74,20 @@ def test_llama_cpp_backend_names_are_read_from_its_system_info() -> None:
     assert hw.backend_from_names(("CUDA", "CPU"), gpu_offload=False) is Backend.CPU
 
 
-def test_detection_on_this_machine_reports_its_ram_cores_and_a_cpu_backend() -> None:
+def test_detection_on_this_machine_reports_its_ram_cores_and_the_backend_llama_cpp_names() -> None:
+    """Holds on a CPU, CUDA or Metal build alike: the backend is the one llama.cpp reports itself."""
+    import llama_cpp
     import psutil
 
     machine = hw.detect_machine()
     assert machine.total_ram == psutil.virtual_memory().total
     assert 0 < machine.available_ram <= machine.total_ram
     assert machine.physical_cores >= 1
-    assert machine.backend is Backend.CPU and not machine.gpu_offload
-    assert "CPU" in machine.backend_names  # llama.cpp's own word for its backend here
+    assert "CPU" in machine.backend_names  # llama.cpp's own word for its host backend
+    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    assert machine.gpu_offload == offload
+    assert machine.backend is hw.backend_from_names(
+        hw.parse_system_info(llama_cpp.llama_print_system_info().decode()), offload)
 
 
 def test_the_gui_way_of_detecting_leaves_llama_cpp_unloaded() -> None:

@@ -66,6 +66,7 @@ def test_reply_streams_across_the_boundary(client: EngineClient) -> None:
     assert generation.text
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the kernel's map of the child (Linux /proc)")
 def test_the_engine_process_maps_llama_cpp_but_neither_numpy_nor_the_high_level_llama(client: EngineClient) -> None:
     """The child drives llama.cpp's C API only: the package's high-level `Llama` and numpy would
     cost it ~27 MB of RSS. Read from the kernel's map of the child, not from what we imported."""
