@@ -148,8 +148,8 @@ class DatabaseBusy(StoreError):
 
 
 class BackupFailed(StoreError):
-    """A backup copy of the conversations could not be made, or one could not be restored;
-    the database itself was left as it was."""
+    """A copy of the conversations (a backup, a restored backup, a repaired database) could not
+    be written, or a backup cannot be restored; the database itself was left as it was."""
 
 
 # --- the data folder ----------------------------------------------------------------------

@@ -1,19 +1,26 @@
-"""Opening the conversation database safely: integrity check, corrupt files set aside, upgrades.
+"""Opening the conversation database safely: integrity check, salvage, backups, upgrades.
 
 The order matters. Nothing is written before the file has passed its integrity check and been
 found to come from this version or an older one: a database from a newer slmchat is refused
-untouched, and a damaged one is renamed (with its -wal and -shm companions) and kept for the
-user, never deleted.
+untouched. A damaged one is salvaged into a new file (what can still be read, then what the
+newest backup adds), and only when that new file is complete is the damaged one renamed (with
+its -wal and -shm companions) and kept for the user, never deleted. An upgrade is preceded by a
+backup, and a backup is made at most once a day besides (`backup.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
-from slmchat.core.errors import DatabaseTooNew, StoreError
+from slmchat.core.errors import BackupFailed, DatabaseTooNew, StoreError
+from slmchat.core.store import backup as backups
 from slmchat.core.store.records import utc_now
+from slmchat.core.store.salvage import Copied, copy_rows, repair_references
 from slmchat.core.store.schema import MIGRATIONS, migration_names
 from slmchat.core.store.sqlite import Database
 
@@ -53,25 +60,58 @@ def connect_read_only(path: Path) -> Database:
     return db
 
 
-def open_database(path: Path) -> tuple[Database, Path | None]:
-    """Open (creating, checking, upgrading) the database at `path`.
+@dataclass(frozen=True)
+class Recovery:
+    """What came back when the database was found damaged; `describe()` says it to the user."""
 
-    Returns the connection and, when the file was damaged and set aside, where it now lies.
-    Raises DatabaseTooNew for a file written by a newer version, StoreError when the file
-    cannot be opened at all (locked by another program, no permission, disk full).
+    damaged_file: Path  # where the damaged database now lies, untouched
+    conversations: int  # in the new database: salvaged plus taken from the backup
+    messages: int
+    backup: backups.Backup | None  # the backup merged in, if there was one
+    conversations_from_backup: int
+    messages_from_backup: int
+
+    def describe(self) -> str:
+        if not self.conversations:
+            found = "nothing could be read back from it, so a new one was started"
+        else:
+            found = f"{_count(self.conversations, 'conversation')} ({_count(self.messages, 'message')}) " \
+                    f"{'was' if self.conversations == 1 else 'were'} recovered"
+            if self.backup is not None and self.messages_from_backup:
+                when = self.backup.made.astimezone().strftime("%d %B %Y")
+                found += f", {_count(self.messages_from_backup, 'message')} of them from the backup of {when}"
+        return f"The conversation database was damaged: {found}. The damaged file was kept at {self.damaged_file}."
+
+
+def open_database(path: Path) -> tuple[Database, Path | None]:
+    """`open_recovering`, reporting only where a damaged file was moved."""
+    db, recovery = open_recovering(path)
+    return db, None if recovery is None else recovery.damaged_file
+
+
+def open_recovering(path: Path) -> tuple[Database, Recovery | None]:
+    """Open (creating, checking, salvaging, backing up, upgrading) the database at `path`.
+
+    Returns the connection and, when the file was damaged, what was recovered from it.
+    Raises DatabaseTooNew for a file written by a newer version, BackupFailed when an upgrade's
+    backup or a salvage cannot be written (the file is then left as it was), StoreError when
+    the file cannot be opened at all (locked by another program, no permission, disk full).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    recovered_from = None
+    recovery = None
     problem = check_existing(path) if path.exists() else None
     if problem is not None:
-        recovered_from = set_aside(path)
-        log.warning("database %s is damaged (%s); moved to %s", path, problem, recovered_from)
+        log.warning("database %s is damaged (%s); salvaging it", path, problem)
+        recovery = recover(path)
+        log.warning("salvaged %s into a new file; the damaged one is kept as %s", path, recovery.damaged_file)
     try:
         db = connect(path)
     except sqlite3.Error as error:
         raise _unavailable(path, error) from error
     try:
         db.enable_wal()
+        if MIGRATIONS.applied(db) and MIGRATIONS.pending(db):
+            backups.make_backup(path)  # no upgrade without a copy to go back to
         MIGRATIONS.apply(db)
     except sqlite3.Error as error:
         db.close()
@@ -79,7 +119,81 @@ def open_database(path: Path) -> tuple[Database, Path | None]:
     except BaseException:
         db.close()
         raise
-    return db, recovered_from
+    _backup_if_due(path)
+    return db, recovery
+
+
+def recover(path: Path) -> Recovery:
+    """Build a new database from what `path` still holds plus the newest backup, then put it in
+    place of `path`, which is set aside.
+
+    The new file is built under a temporary name: should that fail (a full disk), it is
+    removed, the damaged file stays where it was, and the next start tries again.
+    """
+    fresh = path.with_name(f"{path.name}.recovering")
+    _remove_with_companions(fresh)
+    newest = backups.newest_backup(path)
+    db: Database | None = None
+    try:
+        db = connect(fresh)
+        db.enable_wal()
+        MIGRATIONS.apply(db)
+        copy_rows(path, db)
+        merged = copy_rows(newest.path, db) if newest is not None else Copied()
+        repair_references(db)
+        conversations, messages = db.execute(
+            "SELECT (SELECT count(*) FROM conversations), (SELECT count(*) FROM messages)"
+        ).fetchone()
+        db.close()
+        db = None
+        damaged = set_aside(path)
+        os.replace(fresh, path)
+    except (sqlite3.Error, OSError) as error:
+        if db is not None:
+            db.close()
+        _remove_with_companions(fresh)
+        raise BackupFailed(
+            f"The conversation database {path} is damaged, and slmchat could not write the repaired "
+            "copy: the disk may be full or the folder read-only. The damaged file was left as it "
+            "was; free some space and start slmchat again.",
+            detail=f"{type(error).__name__}: {error}",
+        ) from error
+    return Recovery(damaged, conversations, messages, newest, merged.conversations, merged.messages)
+
+
+def restore_backup(path: Path, backup: Path) -> backups.Backup:
+    """Replace the conversations in `path` with those in `backup`, upgraded to this version.
+
+    The current contents are backed up first and that backup is returned, so a restore can be
+    undone by restoring it. Works while a `Store` has `path` open: it sees the restored
+    conversations on its next query (its window should be reloaded or the app restarted).
+    """
+    problem = check_existing(backup)
+    if problem is not None:
+        raise BackupFailed("This backup is damaged and cannot be restored. Choose another one.",
+                           detail=f"{backup}: {problem}")
+    undo = backups.make_backup(path, keep=None)  # pruning now could delete the very backup chosen
+    try:
+        backups.copy_into(backup, path)
+        with contextlib.closing(connect(path)) as db:
+            MIGRATIONS.apply(db)
+    except sqlite3.Error as error:
+        raise BackupFailed(
+            f"The backup could not be restored into {path}: the disk may be full or another program "
+            f"may be using the database. Your conversations are as they were (and saved in {undo.path}).",
+            detail=f"{type(error).__name__}: {error}",
+        ) from error
+    backups.prune(path)
+    return undo
+
+
+def _backup_if_due(path: Path) -> None:
+    """The daily backup: a failure is logged, not raised, so a full disk does not stop the app
+    from opening the conversations the user has."""
+    try:
+        backups.backup_if_due(path)
+    except (BackupFailed, sqlite3.Error) as error:
+        log.warning("daily backup of %s failed: %s %s", path, error, getattr(error, "detail", ""))
 
 
 def check_existing(path: Path) -> str | None:
@@ -144,6 +258,11 @@ def set_aside(path: Path) -> Path:
     return target
 
 
+def _remove_with_companions(path: Path) -> None:
+    for suffix in ("", *COMPANION_SUFFIXES):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def refuse_if_newer(db: Database, path: Path) -> None:
     """Raise DatabaseTooNew when the file records migrations this version does not know."""
     known = set(migration_names())
@@ -154,6 +273,10 @@ def refuse_if_newer(db: Database, path: Path) -> None:
             "Update slmchat to open it; the file has been left unchanged.",
             detail=f"unknown migrations: {', '.join(unknown)}",
         )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _unavailable(path: Path, error: sqlite3.Error) -> StoreError:
