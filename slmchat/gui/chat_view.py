@@ -9,11 +9,16 @@ changes (the worker delivers text in ~30 ms batches), and of it only the blocks 
 row answering from a height it remembers (a dict lookup by row), so a 500-message chat and a long
 reply stream as smoothly as a short one. Buttons (Copy, Regenerate, ‹ 2/3 ›
 …) are links inside the documents; the view turns clicks on them into `action` signals.
+
+Everything drawn is HTML we build: the message text goes through `markdown` (which escapes it),
+the model's name and an error text are escaped here. A link in a message is passed on to be
+opened only when it is http, https or mailto (`openable_link`); any other link does nothing.
 """
 
 from __future__ import annotations
 
 import enum
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -28,6 +33,7 @@ from PySide6.QtCore import (
     QSize,
     Qt,
     QTimer,
+    QUrl,
     Signal,
 )
 from PySide6.QtGui import (
@@ -58,6 +64,20 @@ ROW_PADDING = 10
 BUBBLE_PADDING = 12
 FOOTER_GAP = 4
 PART_GAP = 6  # between the separately drawn blocks of a streaming reply: the margins a whole one has
+
+
+OPENABLE_SCHEMES = frozenset({"http", "https", "mailto"})
+
+
+def openable_link(url: str) -> bool:
+    """Whether a link in a message may be handed to the system to open: a web page or an e-mail
+    address. A model's reply is untrusted, and `file:`, `smb:`, `javascript:` or a relative link
+    opened by the desktop could run or reveal something; those are never passed on."""
+    parsed = QUrl(url)  # parsed as QDesktopServices.openUrl(QUrl(url)) will be
+    scheme = parsed.scheme().lower()
+    if not parsed.isValid() or scheme not in OPENABLE_SCHEMES:
+        return False
+    return scheme == "mailto" or bool(parsed.host())
 
 
 class Action(str, enum.Enum):
@@ -282,7 +302,7 @@ class MessageDelegate(QStyledItemDelegate):
         buttons = "&nbsp;&nbsp;&nbsp;".join(actions)
         if message.is_user:
             return f'<p align="right" style="margin:0;">{buttons}</p>'
-        facts = [message.model] if message.model else []
+        facts = [html.escape(message.model)] if message.model else []
         if message.ttft_s is not None:
             facts.append(f"{message.ttft_s:.2f} s to first word")
         if message.tokens_per_s:
@@ -292,7 +312,8 @@ class MessageDelegate(QStyledItemDelegate):
         if ending:
             meta += f'<span style="color:{self._theme["warn"]};">{" · " if facts else ""}{ending}</span>'
         if message.error:
-            meta += f'<br><span style="color:{danger};">{message.error}</span>'
+            error = html.escape(message.error).replace("\n", "<br>")
+            meta += f'<br><span style="color:{danger};">{error}</span>'
         return (
             f'<table width="100%" cellspacing="0" cellpadding="0"><tr><td>{meta}</td>'
             f'<td align="right">{buttons}</td></tr></table>'
@@ -566,5 +587,5 @@ class ChatView(QListView):
         elif anchor.startswith(markdown.COPY_CODE):
             code = self._delegate.code_block(message, int(anchor[len(markdown.COPY_CODE):]))
             self.action.emit(row, Action.COPY_CODE.value, code)
-        else:
+        elif openable_link(anchor):
             self.action.emit(row, Action.LINK.value, anchor)

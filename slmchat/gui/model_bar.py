@@ -1,11 +1,16 @@
-"""The bar above the chat: which model answers, how it runs, and the way to other models."""
+"""The bar above the chat: which model answers, how it runs, and the way to other models.
+
+Model names and details come from the models' own files, so labels and tooltips show them as text.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QProgressBar, QPushButton, QWidget
+
+from slmchat.gui.plain_text import as_rich_text, plain_label
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,10 @@ class ModelBar(QFrame):
         self.progress.setAccessibleName("Loading the model")
         self.progress.hide()
         layout.addWidget(self.progress, 0, Qt.AlignmentFlag.AlignVCenter)
-        self.status = QLabel()
-        self.status.setProperty("role", "muted")
+        self.status = plain_label(role="muted")
         self.status.setAccessibleName("Model status")
         layout.addWidget(self.status)
-        self.backend = QLabel()
-        self.backend.setProperty("role", "badge")
+        self.backend = plain_label(role="badge")
         self.backend.setAccessibleName("Where the model runs")
         self.backend.hide()
         layout.addWidget(self.backend)
@@ -83,7 +86,7 @@ class ModelBar(QFrame):
             label = f"{choice.name}   ·   {choice.fit}" if choice.fit else choice.name
             self.switcher.addItem(label, choice.id)
             row = self.switcher.count() - 1
-            self.switcher.setItemData(row, choice.detail, Qt.ItemDataRole.ToolTipRole)
+            self.switcher.setItemData(row, as_rich_text(choice.detail), Qt.ItemDataRole.ToolTipRole)
             if not choice.usable:
                 self.switcher.model().item(row).setEnabled(False)
         if not choices:
@@ -109,7 +112,7 @@ class ModelBar(QFrame):
         self.progress.hide()
         self.status.setText("Ready")
         self.backend.setText(f"Runs on {backend if backend != 'CPU' else 'the processor (CPU)'}")
-        self.backend.setToolTip(detail)
+        self.backend.setToolTip(as_rich_text(detail))
         self.backend.show()
 
     def set_unloaded(self, text: str = "") -> None:

@@ -1,4 +1,8 @@
-"""The model manager: the catalog as cards, the user's own models, hub search, import and remove."""
+"""The model manager: the catalog as cards, the user's own models, hub search, import and remove.
+
+Names, descriptions, paths and errors here come from model files, the hub and the catalog: every
+label is plain text (`plain_label`), tooltips and message boxes get them escaped (`as_rich_text`).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from slmchat.core.models.library import LibraryModel, ModelLibrary, ModelSource
 from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress, format_size
 from slmchat.gui.model_choices import FIT_PROPERTY, display_name, entry_fit, model_fit
 from slmchat.gui.notices import user_message
+from slmchat.gui.plain_text import as_rich_text, plain_label
 from slmchat.gui.workers import run_task
 
 
@@ -59,19 +64,11 @@ ROLE_TEXT = {
 }
 
 
-def _label(text: str = "", role: str = "", wrap: bool = False) -> QLabel:
-    label = QLabel(text)
-    if role:
-        label.setProperty("role", role)
-    label.setWordWrap(wrap)
-    return label
-
-
 def _fit_label(fit: hardware.Fit | None) -> QLabel:
-    label = _label(fit.label.text if fit else "")
+    label = plain_label(fit.label.text if fit else "")
     if fit is not None:
         label.setProperty("fit", FIT_PROPERTY[fit.label.value])
-        label.setToolTip(fit.reason)
+        label.setToolTip(as_rich_text(fit.reason))
     return label
 
 
@@ -92,22 +89,24 @@ class CatalogCard(QFrame):
         layout.setSpacing(6)
 
         top = QHBoxLayout()
-        top.addWidget(_label(entry.display_name, "heading"), 1)
+        top.addWidget(plain_label(entry.display_name, "heading"), 1)
         top.addWidget(_fit_label(fit))
         layout.addLayout(top)
-        layout.addWidget(_label(f"Good for: {ROLE_TEXT.get(entry.role, entry.role.value)}", "muted"))
-        layout.addWidget(_label(entry.description, wrap=True))
+        layout.addWidget(plain_label(f"Good for: {ROLE_TEXT.get(entry.role, entry.role.value)}", "muted"))
+        layout.addWidget(plain_label(entry.description, wrap=True))
         facts = [f"{entry.parameters / 1e9:.1f}B parameters" if entry.parameters >= 1e9
                  else f"{entry.parameters / 1e6:.0f}M parameters"]
         if self.file and self.file.best_size:
             facts.append(f"{format_size(self.file.best_size)} download ({self.file.quant})")
         if fit is not None:
             facts.append(f"needs about {format_size(fit.estimate.total)} of memory")
-        layout.addWidget(_label(" · ".join(facts), "muted", wrap=True))
+        layout.addWidget(plain_label(" · ".join(facts), "muted", wrap=True))
         licence = html.escape(entry.license)
         if entry.license_url:
             licence = f'<a href="{html.escape(entry.license_url)}">{licence}</a>'
-        licence_label = _label(f"Licence: {licence}", "muted")
+        licence_label = QLabel(f"Licence: {licence}")  # rich text: our link, escaped catalog text
+        licence_label.setProperty("role", "muted")
+        licence_label.setTextFormat(Qt.TextFormat.RichText)
         licence_label.setOpenExternalLinks(True)
         layout.addWidget(licence_label)
         self.token = QLineEdit()
@@ -123,7 +122,7 @@ class CatalogCard(QFrame):
         self.progress.setAccessibleName(f"Download progress of {entry.display_name}")
         layout.addWidget(self.progress)
         bottom = QHBoxLayout()
-        self.status = _label("", "muted", wrap=True)
+        self.status = plain_label("", "muted", wrap=True)
         self.download_button = QPushButton("Download")
         self.download_button.setProperty("primary", True)
         self.download_button.setAccessibleName(f"Download {entry.display_name}")
@@ -221,7 +220,7 @@ class _MyModels(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 12, 0, 0)
         top = QHBoxLayout()
-        hint = _label("Drop a .gguf file here, or", "muted")
+        hint = plain_label("Drop a .gguf file here, or", "muted")
         top.addWidget(hint, 1, Qt.AlignmentFlag.AlignRight)
         self.import_button = QPushButton("Import a GGUF file…")
         self.import_button.clicked.connect(self._choose_file)
@@ -242,12 +241,12 @@ class _MyModels(QWidget):
             machine = self.context.machine()
             fit = model_fit(model, machine, self.context.context_size) if machine else None
             text = QVBoxLayout()
-            text.addWidget(_label(display_name(model, self.context.catalog), "heading"))
+            text.addWidget(plain_label(display_name(model, self.context.catalog), "heading"))
             if model.usable:
                 detail = f"{format_size(model.info.file_size)} · {model.source.value} · {model.path}"
             else:
                 detail = model.problem or "This file can't be used."
-            text.addWidget(_label(detail, "muted", wrap=True))
+            text.addWidget(plain_label(detail, "muted", wrap=True))
             line.addLayout(text, 1)
             line.addWidget(_fit_label(fit))
             use = QPushButton("Use")
@@ -265,8 +264,8 @@ class _MyModels(QWidget):
     def import_path(self, path: Path) -> None:
         answer = QMessageBox.question(
             self, "Import a model",
-            f"Copy {path.name} into slmchat's models folder?\n\n"
-            "Yes: a copy is kept by slmchat (uses disk space).\nNo: use the file where it is.",
+            as_rich_text(f"Copy {path.name} into slmchat's models folder?\n\n"
+                         "Yes: a copy is kept by slmchat (uses disk space).\nNo: use the file where it is."),
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No | QMessageBox.StandardButton.Cancel,
         )
         if answer == QMessageBox.StandardButton.Cancel:
@@ -281,7 +280,8 @@ class _MyModels(QWidget):
 
         def failed(error: Exception) -> None:
             self._import_finished()
-            QMessageBox.warning(self, "This file can't be used", user_message(error, self.context.log_file))
+            QMessageBox.warning(self, "This file can't be used",
+                                as_rich_text(user_message(error, self.context.log_file)))
 
         library = self.context.library
         run_task(lambda: library.import_file(path, copy=copy), done, failed)
@@ -297,13 +297,14 @@ class _MyModels(QWidget):
             self.import_path(Path(name))
 
     def _remove(self, model: LibraryModel) -> None:
-        answer = QMessageBox.question(self, "Remove model", f"Remove {display_name(model, self.context.catalog)} from slmchat?")
+        name = display_name(model, self.context.catalog)
+        answer = QMessageBox.question(self, "Remove model", as_rich_text(f"Remove {name} from slmchat?"))
         if answer != QMessageBox.StandardButton.Yes:
             return
         try:
             self.context.library.remove(model.id)
         except Exception as error:
-            QMessageBox.warning(self, "Could not remove", user_message(error, self.context.log_file))
+            QMessageBox.warning(self, "Could not remove", as_rich_text(user_message(error, self.context.log_file)))
         self.refresh()
         self.changed.emit()
 
@@ -326,7 +327,7 @@ class _HubSearch(QWidget):
         row.addWidget(self.query, 1)
         row.addWidget(search)
         layout.addLayout(row)
-        self.status = _label("", "muted", wrap=True)
+        self.status = plain_label("", "muted", wrap=True)
         layout.addWidget(self.status)
         lists = QHBoxLayout()
         self.repos = QListWidget()
@@ -387,7 +388,7 @@ class _HubSearch(QWidget):
             for remote in files:
                 size = format_size(remote.size) if remote.size else "size unknown"
                 entry = QListWidgetItem(f"{remote.filename}   ·   {size}   ·   {remote.fit_text}")
-                entry.setToolTip(remote.fit.reason if remote.fit else (remote.fit_problem or ""))
+                entry.setToolTip(as_rich_text(remote.fit.reason if remote.fit else (remote.fit_problem or "")))
                 entry.setData(Qt.ItemDataRole.UserRole, remote)
                 self.files.addItem(entry)
 
@@ -441,10 +442,10 @@ class ModelManager(QDialog):
         self.context = context
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
-        title = _label("Models", "title")
+        title = plain_label("Models", "title")
         layout.addWidget(title)
         machine = context.machine()
-        layout.addWidget(_label(
+        layout.addWidget(plain_label(
             f"This computer: {machine.describe()}" if machine else "Checking this computer…", "muted", wrap=True))
         self.tabs = QTabWidget()
         layout.addWidget(self.tabs, 1)

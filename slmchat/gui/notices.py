@@ -2,7 +2,8 @@
 
 Errors from core arrive as `SlmchatError`s whose text is already written for people; anything
 else is a bug, logged with its traceback and shown as "something went wrong" with the log's
-place. Never a traceback on screen.
+place. Never a traceback on screen. Both show their text as plain text: an error can quote a
+file's name or a model's metadata, a toast a conversation's title.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QWidget
 
 from slmchat.core.errors import SlmchatError
+from slmchat.gui.plain_text import plain_label
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,7 @@ class NoticeBar(QFrame):
         self.setObjectName("Notice")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 6, 6, 6)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
+        self.label = plain_label(wrap=True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setAccessibleName("Notice")
         layout.addWidget(self.label, 1)
@@ -82,7 +83,7 @@ class Toast(QFrame):
         self.setObjectName("Toast")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(14, 6, 6, 6)
-        self.label = QLabel()
+        self.label = plain_label()
         layout.addWidget(self.label)
         self.undo_button = QPushButton("Undo")
         self.undo_button.setAccessibleName("Undo")

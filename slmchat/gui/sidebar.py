@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from slmchat.core.store.records import Conversation, SearchHit
+from slmchat.gui.plain_text import as_rich_text
 
 SEARCH_DELAY_MS = 250
 HIGHLIGHT = ("\x02", "\x03")  # marks the store wraps matched words in; turned into <b> here
@@ -155,7 +156,7 @@ class Sidebar(QFrame):
                 group = name
             item = QListWidgetItem(conversation.title or "New chat")
             item.setData(_CONVERSATION, conversation.id)
-            item.setToolTip(conversation.title)
+            item.setToolTip(as_rich_text(conversation.title))
             item.setSizeHint(QSize(0, 34))
             self.list.addItem(item)
             if conversation.id == current_id:
