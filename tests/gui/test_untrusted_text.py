@@ -15,8 +15,8 @@ from pathlib import Path
 import hostile_gguf
 import pytest
 from gui_helpers import wait_for_model
-from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6 import QtGui
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QLabel, QMessageBox
 
