@@ -3,6 +3,13 @@
 The JSON is the one source of truth for catalog facts. Loading validates it as a whole and
 refuses a catalog with a broken entry, so the GUI never shows a card it cannot download.
 Facts the catalog could not confirm stay `None` and are named in `unconfirmed`.
+
+Every downloadable file is *pinned* (`verified`): the repo, the commit it was checked at, its
+exact size and sha256, taken together from one commit, so a Download fetches those bytes or
+nothing, however the repo changes later. A file that could not be pinned says so
+(`unverified_reason`); its first download is recorded and later ones must match it. The GGUF
+header of a downloaded or imported catalog file is checked against its entry (`header_mismatch`),
+so the wrong model under the right name is refused even when its bytes hash as published.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from slmchat import paths
-from slmchat.core.errors import SlmchatError
+from slmchat.core.errors import ModelFileError, SlmchatError
 from slmchat.core.models import hardware
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Context used to judge a model before it is downloaded: a comfortable conversation.
 RECOMMEND_CONTEXT = 4096
 
@@ -27,10 +34,21 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\.gguf$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_URL = re.compile(r"^https://[^\s]+$")
+# A GGUF's parameter count (its tensors' elements) may differ from the catalog's by a tied output
+# matrix stored twice or an extra norm; another model of the family differs by far more (135M/360M).
+PARAMETER_TOLERANCE = 0.05
+# Shape facts compared exactly between a GGUF header and its catalog entry.
+_HEADER_SHAPE = ("block_count", "embedding_length", "head_count", "head_count_kv")
 
 
 class CatalogError(SlmchatError):
     """The model list shipped with the app is damaged (a bug in a release, never user data)."""
+
+
+class WrongModel(ModelFileError):
+    """A file named like a catalog file whose GGUF header describes another model."""
 
 
 class ModelRole(str, enum.Enum):
@@ -43,7 +61,12 @@ class ModelRole(str, enum.Enum):
 
 @dataclass(frozen=True)
 class CatalogFile:
-    """One downloadable (or bundled) GGUF of a model at one quantization."""
+    """One downloadable (or bundled) GGUF of a model at one quantization.
+
+    `verified` files are pinned: `revision` (the commit they were checked at; None only for a
+    bundled file), exact `size_bytes` and `sha256`. An unverified file says why in
+    `unverified_reason`, which a card shows beside its Download button.
+    """
 
     quant: str
     file: str
@@ -54,6 +77,9 @@ class CatalogFile:
     bundled: bool = False
     unconfirmed: tuple[str, ...] = ()
     source: str = ""
+    revision: str | None = None  # 40-hex commit the pin was taken at
+    verified: bool = False
+    unverified_reason: str = ""
 
     @property
     def best_size(self) -> int | None:
@@ -102,6 +128,10 @@ class CatalogEntry:
     shape: Mapping[str, int] = field(default_factory=dict)
     unconfirmed: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    # The original model's terms, when its publisher gates it (Llama 3.2, Gemma 2, Mistral Nemo):
+    # whoever uses a copy from an open GGUF repo is still bound by them. None when not gated.
+    gated_terms_url: str | None = None
+    license_note: str = ""  # what the licence (or its absence) means for the user, when not plain
 
     def file_for(self, quant: str | None = None) -> CatalogFile | None:
         """The file of `quant` (default quantization when None), or None if not offered."""
@@ -167,6 +197,17 @@ class Catalog:
                     return entry, f
         return None
 
+    def entries_for_filename(self, file: str) -> list[CatalogEntry]:
+        """The entries that name a hub file `file` (in any repo): a local file so named claims to be one."""
+        return [e for e in self.entries if any(f.file == file and not f.bundled for f in e.files)]
+
+    def check_named_file(self, filename: str, info: Any) -> None:
+        """Raise WrongModel when a file named like a catalog file (`info`: its GGUF header) holds
+        another model; files named like no catalog file pass (for imports and downloads alike)."""
+        entries = self.entries_for_filename(filename)
+        if entries and all(header_mismatch(entry, info) is not None for entry in entries):
+            check_header(entries[0], info, filename)
+
     def recommend(self, machine: hardware.Machine) -> CatalogEntry:
         """The best chat model for this machine: the largest that fits, else the smallest.
 
@@ -191,6 +232,36 @@ class Catalog:
         if not candidates:
             raise CatalogError("The model list has no chat model the app can size.")
         return min((e for _, e in candidates), key=lambda e: e.parameters)
+
+
+def header_mismatch(entry: CatalogEntry, info: Any) -> str | None:
+    """Why a GGUF header (`GGUFInfo`) is not `entry`'s model, or None when it fits.
+
+    Compared: llama.cpp's architecture, the shape the catalog records, and the parameter count
+    (within PARAMETER_TOLERANCE). The trained context is not compared: GGUF converters write the
+    position table's length, which can differ from the length the model card states.
+    """
+    differences = []
+    if entry.architecture and info.architecture != entry.architecture:
+        differences.append(f"architecture {info.architecture!r}, expected {entry.architecture!r}")
+    for key in _HEADER_SHAPE:
+        expected = entry.shape.get(key)
+        if expected is not None and getattr(info, key) != expected:
+            differences.append(f"{key} {getattr(info, key)}, expected {expected}")
+    if abs(info.parameter_count - entry.parameters) > PARAMETER_TOLERANCE * entry.parameters:
+        differences.append(f"{info.parameter_count:,} parameters, expected {entry.parameters:,}")
+    return "; ".join(differences) or None
+
+
+def check_header(entry: CatalogEntry, info: Any, filename: str) -> None:
+    """Raise WrongModel when the file `filename` (header `info`) is not `entry`'s model."""
+    problem = header_mismatch(entry, info)
+    if problem is not None:
+        raise WrongModel(
+            f"{filename} is named like {entry.display_name} but holds a different model, so slmchat "
+            "refused it. Get the file from the model's own page, or rename your file if it is another model.",
+            detail=f"{entry.id}: {problem}",
+        )
 
 
 def default_path() -> Path:
@@ -270,6 +341,11 @@ def _entry(item: Any, index: int) -> CatalogEntry:
         _check(bool(item.get("unsupported_reason")), where, "an 'unsupported_reason' (it is unsupported)")
     shape = item.get("shape") or {}
     _check(all(isinstance(v, int) and v > 0 for v in shape.values()), where, "positive integers in 'shape'")
+    terms = item.get("gated_terms_url")
+    _check(terms is None or (isinstance(terms, str) and _URL.match(terms) is not None), where, "an https 'gated_terms_url'")
+    license_note = item.get("license_note") or ""
+    _check(item["license"] not in ("unknown", "other") or bool(license_note), where,
+           "a 'license_note' saying what its undeclared licence means")
     context = item.get("context_length")
     _check(context is None or (isinstance(context, int) and context > 0), where, "a positive 'context_length'")
     return CatalogEntry(
@@ -293,6 +369,8 @@ def _entry(item: Any, index: int) -> CatalogEntry:
         shape=dict(shape),
         unconfirmed=tuple(item.get("unconfirmed") or ()),
         sources=tuple(item.get("sources") or ()),
+        gated_terms_url=terms,
+        license_note=license_note,
     )
 
 
@@ -308,6 +386,16 @@ def _file(item: Any, where: str) -> CatalogFile:
         _check(value is None or (isinstance(value, int) and value > 0), where, f"an integer byte count in {key} of {name}")
     sha = item.get("sha256")
     _check(sha is None or (isinstance(sha, str) and _SHA256.match(sha) is not None), where, f"a hex sha256 for {name}")
+    revision = item.get("revision")
+    _check(revision is None or (isinstance(revision, str) and _COMMIT.match(revision) is not None), where,
+           f"a 40-hex commit as the revision of {name}")
+    verified = item.get("verified")
+    _check(isinstance(verified, bool), where, f"a true/false 'verified' for {name}")
+    if verified:
+        _check(sha is not None and item.get("size_bytes") is not None, where, f"the exact size and sha256 of verified {name}")
+        _check(revision is not None or bundled, where, f"the revision verified {name} was checked at")
+    else:
+        _check(bool(item.get("unverified_reason")), where, f"an 'unverified_reason' for {name}")
     return CatalogFile(
         quant=item["quant"],
         file=name,
@@ -318,6 +406,9 @@ def _file(item: Any, where: str) -> CatalogFile:
         bundled=bundled,
         unconfirmed=tuple(item.get("unconfirmed") or ()),
         source=item.get("source") or "",
+        revision=revision,
+        verified=verified,
+        unverified_reason="" if verified else item["unverified_reason"],
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from slmchat.core.gguf.check import check_gguf
 from slmchat.core.models import catalog as cat
 from slmchat.core.models import hardware
 from slmchat.core.models.catalog import (
@@ -68,9 +69,10 @@ def test_every_supported_entry_has_its_default_quantization_or_a_conversion_sour
             assert entry.files == () or entry.default_file is not None, entry.id
 
 
-def test_chat_models_default_to_q4_k_m_from_an_ungated_community_repo(catalog: cat.Catalog) -> None:
+def test_chat_models_default_to_a_4_or_5_bit_file_from_an_ungated_community_repo(catalog: cat.Catalog) -> None:
     for entry in catalog.by_role(ModelRole.CHAT):
-        assert entry.default_quant == "Q4_K_M", entry.id
+        # Q4_K_M, except Qwen2 0.5B, whose only files seen at a known commit are Q5 (see its sources).
+        assert entry.default_quant == ("Q5_K_M" if entry.id == "qwen2-0.5b-instruct" else "Q4_K_M"), entry.id
         assert not entry.gated, entry.id
         assert not entry.default_file.repo.startswith(("meta-llama/", "google/", "mistralai/")), entry.id
 
@@ -93,6 +95,80 @@ def test_unknown_sizes_are_null_and_named_as_unconfirmed(catalog: cat.Catalog) -
                 assert "size_bytes" in f.unconfirmed, (entry.id, f.file)
             if f.sha256 is None:
                 assert "sha256" in f.unconfirmed, (entry.id, f.file)
+
+
+def test_every_hub_file_is_pinned_at_a_commit_or_says_why_not(catalog: cat.Catalog) -> None:
+    hub_files = [(entry, f) for entry in catalog for f in entry.files if not f.bundled]
+    assert len(hub_files) > 40
+    for entry, f in hub_files:
+        if f.verified:
+            assert len(f.revision) == 40 and f.size_bytes and f.sha256 and not f.unconfirmed, (entry.id, f.file)
+            # The pin's facts are cited with the commit they were read at.
+            assert any(f.revision in source for source in entry.sources), (entry.id, f.file)
+        else:
+            assert f.unverified_reason, (entry.id, f.file)
+        if f.revision is not None:  # a commit without the hash it was read with would pin nothing
+            assert f.sha256 is not None, (entry.id, f.file)
+    assert catalog.get("llama-3.2-1b-instruct").default_file.verified
+
+
+def test_no_file_points_at_names_the_lmstudio_qwen2_repo_dropped_after_its_first_commit(catalog: cat.Catalog) -> None:
+    assert not any(f.repo == "lmstudio-community/Qwen2-500M-Instruct-GGUF" for e in catalog for f in e.files)
+    default = catalog.get("qwen2-0.5b-instruct").default_file
+    assert default.revision and default.sha256  # held to the bytes seen at that commit
+
+
+def test_gated_originals_link_the_terms_the_user_accepts_even_from_an_open_gguf_repo(catalog: cat.Catalog) -> None:
+    gated = {e.id for e in catalog if e.gated_terms_url}
+    assert gated == {"llama-3.2-1b-instruct", "llama-3.2-3b-instruct", "gemma-2-2b-it", "gemma-2-9b-it",
+                     "mistral-nemo-instruct-2407"}
+    assert all(not catalog.get(model_id).gated for model_id in gated)  # the download itself needs no token
+    assert catalog.get("gemma-2-2b-it").gated_terms_url == "https://ai.google.dev/gemma/terms"
+
+
+def test_tinybert_is_not_offered_and_its_missing_licence_is_explained(catalog: cat.Catalog) -> None:
+    tinybert = catalog.get("tinybert-general-4l-312d")
+    assert not tinybert.supported
+    assert "safetensors" in tinybert.unsupported_reason and "not trained to compare sentences" in tinybert.unsupported_reason
+    assert tinybert.license == "unknown" and "no licence" in tinybert.license_note
+
+
+def test_minilm_takes_256_tokens_as_its_card_says_not_its_512_positions(catalog: cat.Catalog) -> None:
+    assert catalog.get("all-minilm-l6-v2").context_length == 256
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"verified": None}, "true/false 'verified'"),
+        ({"verified": True, "revision": None, "size_bytes": 1, "sha256": "a" * 64}, "revision verified"),
+        ({"verified": True, "revision": "f" * 40, "size_bytes": None}, "exact size and sha256 of verified"),
+        ({"verified": True, "revision": "main", "size_bytes": 1, "sha256": "a" * 64}, "40-hex commit"),
+        ({"verified": False, "unverified_reason": ""}, "unverified_reason"),
+    ],
+)
+def test_a_pin_missing_one_of_its_facts_is_refused(raw: dict, change: dict, message: str) -> None:
+    raw["models"][1]["files"][0].update(change)
+    with pytest.raises(CatalogError, match=message):
+        parse_catalog(raw)
+
+
+def test_an_undeclared_licence_without_a_note_is_refused(raw: dict) -> None:
+    entry = next(m for m in raw["models"] if m["id"] == "tinybert-general-4l-312d")
+    entry["license_note"] = ""
+    with pytest.raises(CatalogError, match="license_note"):
+        parse_catalog(raw)
+
+
+def test_the_header_check_tells_the_135m_model_from_the_360m_one(catalog: cat.Catalog, smollm2_path: Path) -> None:
+    info = check_gguf(smollm2_path)
+    assert cat.header_mismatch(catalog.get("smollm2-135m-instruct"), info) is None
+    problem = cat.header_mismatch(catalog.get("smollm2-360m-instruct"), info)
+    assert "block_count 30, expected 32" in problem and "expected 361,821,120" in problem
+    catalog.check_named_file("SmolLM2-135M-Instruct.Q8_0.gguf", info)  # its own name: accepted
+    catalog.check_named_file("my-own-model.gguf", info)  # no catalog name: nothing to compare
+    with pytest.raises(cat.WrongModel, match="named like SmolLM2 360M Instruct but holds a different model"):
+        catalog.check_named_file("SmolLM2-360M-Instruct.Q4_K_M.gguf", info)
 
 
 def test_the_bundled_starter_file_matches_the_real_file_byte_for_byte(catalog: cat.Catalog, smollm2_path: Path) -> None:
