@@ -1,4 +1,8 @@
-"""Where the user writes: Enter sends, Shift+Enter starts a new line, Esc stops the reply."""
+"""Where the user writes: Enter sends, Shift+Enter starts a new line, Esc stops the reply.
+
+The text stays in the box until the window says it is stored (`clear`): a message the database
+or the model could not take is never lost.
+"""
 
 from __future__ import annotations
 
@@ -165,14 +169,18 @@ class Composer(QFrame):
 
     def cancel_edit(self) -> None:
         if self.editing is not None:
-            self.editing = None
-            self.editor.clear()
+            self.clear()
         self.edit_banner.hide()
+
+    def clear(self) -> None:
+        """Empty the box and end an edit: the message in it is stored."""
+        self.editing = None
+        self.edit_banner.hide()
+        self.editor.clear()
 
     def _submit(self) -> None:
         if self.send_button.isHidden() or not self.send_button.isEnabled():  # busy: Stop is shown
             return
         text = self.editor.toPlainText().strip()
         if text:
-            self.editor.clear()
-            self.submitted.emit(text)
+            self.submitted.emit(text)  # the text stays until the window calls `clear`

@@ -1,9 +1,11 @@
 """Relays between the chat widgets and core: the store, the loaded engine and the worker.
 
 Every write to the store happens here, on the GUI thread: the user's message is committed
-before generation starts, the growing reply is checkpointed about once a second (core's
-`Checkpointer`), and its end is stored with llama.cpp's figures. The engine runs on the
-`GenerationWorker`'s thread; each generation has a request id, so pieces of a reply the user
+before generation starts (all of it or nothing: when the database refuses, `send` says why and
+returns False, and the composer keeps the text), the growing reply is checkpointed about once a
+second (core's `Checkpointer`), and its end is stored with llama.cpp's figures. The engine runs on the
+`GenerationWorker`'s thread, lent to it by the `ModelSession` until the generation is over (so a
+model switch never closes a pipe the worker reads); each generation has a request id, so pieces of a reply the user
 has moved away from are dropped, never shown in the wrong place. Translate / Summarize (a T5
 model) and Sentiment run on the task models' own thread (`TaskModels`) and land here the same way.
 """
@@ -16,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
@@ -44,6 +46,10 @@ from slmchat.gui.workers import GenerationWorker, run_task
 log = logging.getLogger(__name__)
 
 SEARCH_LIMIT = 50
+TRY_SEND_AGAIN = "Your message is still in the box: press Send to try again."
+TRY_AGAIN = "Try again in a moment."
+
+_T = TypeVar("_T")
 
 
 def message_views(branch: list[Message], tree: list[Message]) -> list[MessageView]:
@@ -79,10 +85,11 @@ class _Active:
 
     request_id: int
     cancel: threading.Event
-    begin: Callable[[threading.Event], Any]  # starts the engine's generation (on the worker)
+    begin: Callable[[Any, threading.Event], Any]  # starts the engine's generation (on the worker)
     on_piece: Callable[[str], None]
     on_done: Callable[[GenerationStats | None], None]
     on_error: Callable[[Exception], None]
+    engine: Any = None  # lent by the session once launched, given back when the worker is done
 
 
 class ChatController(QObject):
@@ -229,36 +236,46 @@ class ChatController(QObject):
                         lambda error: self.error.emit(user_message(error, self.log_file)))
 
     # --- chatting ------------------------------------------------------------------------
-    def send(self, text: str) -> None:
-        """Commit the user's message, then start the reply."""
-        if self.busy or not self._model_available():
-            return
-        if self.conversation_id is None:
-            conversation = self.store.new_conversation(
-                model=self.session.request.model_id if self.session.request else "",
-                system_prompt=self.default_system_prompt,
-            )
-            self.conversation_id = conversation.id
-            self.conversation_opened.emit(conversation)
-        user = self.store.add_user_message(self.conversation_id, text)
-        reply = self.store.start_reply(self.conversation_id, model=self._model_name())
-        self._reply(reply, history_for_engine(self.store, self.conversation_id, up_to=user.id))
+    def send(self, text: str) -> bool:
+        """Commit the user's message (with its empty reply), then start the reply.
 
-    def edit_and_resend(self, message_id: int, text: str) -> None:
-        """A new version of a user message beside the old one, and a reply to it."""
+        True once the message is stored: the composer may let go of it. False when it was not
+        (no model to answer, the database busy or failing): a notice says why, and the text
+        must stay where the user typed it. While the model loads, the message is stored and
+        waits for it.
+        """
+        if self.busy or not self._model_available():
+            return False
+        model = self.session.request.model_id if self.session.request else ""
+        turn = self._commit_turn(text, model, self.default_system_prompt, self._model_name())
+        if turn is None:
+            return False
+        user, reply = turn
+        self._reply(reply, history_for_engine(self.store, user.conversation_id, up_to=user.id))
+        return True
+
+    def edit_and_resend(self, message_id: int, text: str) -> bool:
+        """A new version of a user message beside the old one, and a reply to it; True once stored."""
         if self.busy or not self._model_available() or self.conversation_id is None:
-            return
-        user = self.store.edit_message(message_id, text)
-        reply = self.store.start_reply(self.conversation_id, model=self._model_name())
-        self._reply(reply, history_for_engine(self.store, self.conversation_id, up_to=user.id))
+            return False
+        conversation_id = self.conversation_id
+        turn = self._commit(lambda: (self.store.edit_message(message_id, text),
+                                     self.store.start_reply(conversation_id, model=self._model_name())),
+                            TRY_SEND_AGAIN)
+        if turn is None:
+            return False
+        user, reply = turn
+        self._reply(reply, history_for_engine(self.store, conversation_id, up_to=user.id))
+        return True
 
     def regenerate(self, message_id: int) -> None:
         """Another reply beside this one; the old one stays reachable with the arrows."""
         if self.busy or not self._model_available() or self.conversation_id is None:
             return
         original = self.store.message(message_id)
-        reply = self.store.regenerate(message_id, model=self._model_name())
-        self._reply(reply, history_for_engine(self.store, self.conversation_id, up_to=original.parent_id))
+        reply = self._commit(lambda: self.store.regenerate(message_id, model=self._model_name()), TRY_AGAIN)
+        if reply is not None:
+            self._reply(reply, history_for_engine(self.store, self.conversation_id, up_to=original.parent_id))
 
     def continue_reply(self, message_id: int) -> None:
         """Carry on a stopped reply: a new version that starts with the old text.
@@ -270,8 +287,9 @@ class ChatController(QObject):
         original = self.store.message(message_id)
         history = history_for_engine(self.store, self.conversation_id, up_to=original.parent_id)
         history.append(ChatMessage(Role.ASSISTANT, original.content))
-        reply = self.store.regenerate(message_id, model=self._model_name())
-        self._reply(reply, history, prefix=original.content)
+        reply = self._commit(lambda: self.store.regenerate(message_id, model=self._model_name()), TRY_AGAIN)
+        if reply is not None:
+            self._reply(reply, history, prefix=original.content)
 
     def switch_branch(self, message_id: int, step: int) -> None:
         if self.busy or self.conversation_id is None:
@@ -291,23 +309,19 @@ class ChatController(QObject):
         if self._task_cancel is not None:
             self._task_cancel.set()  # the task ends at its next token, with the text so far
         if self._active is not None:
-            self._active.cancel.set()
-            engine = self.session.engine
-            if engine is not None:
-                engine.cancel()
+            self._active.cancel.set()  # the engine client passes it on to its process
 
-    def run_text_task(self, text: str, kind: str, target: str = "") -> None:
-        """Translate or summarize `text` with the T5 model; stored as a question and its reply."""
+    def run_text_task(self, text: str, kind: str, target: str = "") -> bool:
+        """Translate or summarize `text` with the T5 model; stored as a question and its reply.
+        True once stored (as `send`)."""
         model = self.task_model
         if self.busy or model is None:
-            return
-        if self.conversation_id is None:
-            conversation = self.store.new_conversation(model=model.id)
-            self.conversation_id = conversation.id
-            self.conversation_opened.emit(conversation)
-        self.store.add_user_message(self.conversation_id, text)
-        reply = self.store.start_reply(self.conversation_id, model=model.path.stem)
-        self._text_task(model, reply, text, kind, target)
+            return False
+        turn = self._commit_turn(text, model.id, "", model.path.stem)
+        if turn is None:
+            return False
+        self._text_task(model, turn[1], text, kind, target)
+        return True
 
     def rerun_text_task(self, message_id: int, kind: str, target: str = "") -> None:
         """Regenerate for a text task: the task again on the same text, beside the old result."""
@@ -346,6 +360,35 @@ class ChatController(QObject):
         capability = Capability.TRANSLATE if kind == "translate" else Capability.SUMMARIZE
         self.tasks.call(capability, model, use, done, failed)
 
+    def _commit_turn(self, text: str, model_id: str, system_prompt: str,
+                     model_name: str) -> tuple[Message, Message] | None:
+        """Store what the user typed and an empty streaming reply, in the open conversation or a
+        new one (then opened), all in one transaction; None (and a notice) when refused."""
+        conversation_id = self.conversation_id
+
+        def write() -> tuple[Message, Message]:
+            target = conversation_id
+            if target is None:
+                target = self.store.new_conversation(model=model_id, system_prompt=system_prompt).id
+            return self.store.add_user_message(target, text), self.store.start_reply(target, model=model_name)
+
+        turn = self._commit(write, TRY_SEND_AGAIN)
+        if turn is not None and conversation_id is None:
+            self.conversation_id = turn[0].conversation_id
+            self.conversation_opened.emit(self.store.conversation(self.conversation_id))
+        return turn
+
+    def _commit(self, write: Callable[[], _T], what_now: str) -> _T | None:
+        """Run `write` as one transaction, so a refusal leaves nothing half-written; when the
+        database refuses (core's `StoreError`: busy past its timeout, disk full), say why and
+        `what_now`. Anything else is a bug: logged, and still never costs the user's text."""
+        try:
+            with self.store.db.atomic():
+                return write()
+        except Exception as error:
+            self.error.emit(f"{user_message(error, self.log_file)} {what_now}")
+            return None
+
     def _end_text_task(self, row: int, checkpointer: Checkpointer, stats: GenerationStats) -> None:
         self._task_cancel = None
         self._finish_reply(row, checkpointer, stats)
@@ -357,8 +400,8 @@ class ChatController(QObject):
             return
         settings = self.default_settings
 
-        def start(cancel: threading.Event) -> Any:
-            return self.session.engine.complete(text, settings, cancel)
+        def start(engine: Any, cancel: threading.Event) -> Any:
+            return engine.complete(text, settings, cancel)
 
         self._start(start, self.completion_text.emit, lambda _stats: self.completion_finished.emit(),
                     self._completion_failed)
@@ -393,7 +436,8 @@ class ChatController(QObject):
         if self.session.request is not None:  # it crashed or failed earlier: try again
             self.session.reload()
             return True
-        self.error.emit("Choose a model first: open Models to download or import one.")
+        self.error.emit("Choose a model first: open Models to download or import one. "
+                        "Your message stays in the box until then.")
         return False
 
     def _settings(self) -> GenerationSettings:
@@ -426,14 +470,13 @@ class ChatController(QObject):
             text = user_message(error, self.log_file)
             self._finish_reply(row, checkpointer, GenerationStats(finish_reason=reason, error=text))
             if crashed:
-                self.session.forget_engine()
                 text += " The model will start again when you send your next message."
             self.error.emit(text)
 
         session = session_key(reply.conversation_id)  # the engine keeps this chat's KV state on disk
 
-        def start(cancel: threading.Event) -> Any:
-            return self.session.engine.stream_chat(history, settings, cancel, session=session)
+        def start(engine: Any, cancel: threading.Event) -> Any:
+            return engine.stream_chat(history, settings, cancel, session=session)
 
         self._start(start, on_piece, on_done, on_error)
 
@@ -462,12 +505,10 @@ class ChatController(QObject):
         return row < self.chat_model.rowCount() and self.chat_model.message(row).id == message_id
 
     def _completion_failed(self, error: Exception) -> None:
-        if isinstance(error, (EngineCrashed, EngineHung)):
-            self.session.forget_engine()
         self.error.emit(user_message(error, self.log_file))
         self.completion_finished.emit()
 
-    def _start(self, begin: Callable[[threading.Event], Any], on_piece: Callable[[str], None],
+    def _start(self, begin: Callable[[Any, threading.Event], Any], on_piece: Callable[[str], None],
                on_done: Callable[[GenerationStats | None], None], on_error: Callable[[Exception], None]) -> None:
         """Run a generation now, or as soon as the model has loaded."""
         self._request_id += 1
@@ -479,9 +520,11 @@ class ChatController(QObject):
             self._waiting_for_model = active
 
     def _launch(self, active: _Active) -> None:
+        """Start on the worker with the engine loaded now, lent until the worker is done."""
         self._waiting_for_model = None
         self._active = active
-        self.worker.start(active.request_id, lambda: active.begin(active.cancel))
+        engine = active.engine = self.session.lend()
+        self.worker.start(active.request_id, lambda: active.begin(engine, active.cancel))
 
     def _model_ready(self, _info: object) -> None:
         branch = self.store.branch(self.conversation_id) if self.conversation_id is not None else []
@@ -500,15 +543,23 @@ class ChatController(QObject):
             self._active.on_piece(text)
 
     def _on_finished(self, request_id: int, stats: GenerationStats | None) -> None:
-        if self._active is None or request_id != self._active.request_id:
-            return
-        active, self._active = self._active, None
-        active.on_done(stats)
-        self.busy_changed.emit(False)
+        active = self._end(request_id)
+        if active is not None:
+            active.on_done(stats)
+            self.busy_changed.emit(False)
 
     def _on_failed(self, request_id: int, error: Exception) -> None:
+        active = self._end(request_id)
+        if active is not None:
+            if isinstance(error, (EngineCrashed, EngineHung)):  # its process is gone: the next send reloads
+                self.session.forget_engine(active.engine)
+            active.on_error(error)
+            self.busy_changed.emit(False)
+
+    def _end(self, request_id: int) -> _Active | None:
+        """The worker is done with request `request_id`: its engine goes back to the session."""
         if self._active is None or request_id != self._active.request_id:
-            return
+            return None
         active, self._active = self._active, None
-        active.on_error(error)
-        self.busy_changed.emit(False)
+        self.session.give_back()
+        return active

@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self._show_chat_page()
         if first_run:
             self.pages.setCurrentWidget(self.welcome)
+            self.welcome.start_button.setFocus()
         else:
             self.composer.editor.setFocus()
 
@@ -181,6 +182,7 @@ class MainWindow(QMainWindow):
         self.model_bar.open_settings.connect(self.open_settings)
         self.model_bar.open_about.connect(self.open_about)
         self.welcome.start_chat.connect(self._start_from_welcome)
+        self.welcome.typed.connect(self._typed_on_welcome)
         self.welcome.download.connect(self._download_recommended)
         self.downloads.progress.connect(self._welcome_progress)
         self.downloads.finished.connect(self._downloaded)
@@ -269,15 +271,17 @@ class MainWindow(QMainWindow):
         self.toast.show_message(f"Deleted “{title[:40]}”", lambda: self.controller.restore(conversation_id))
 
     def _submit(self, text: str) -> None:
+        """The composer lets go of the text only once it is stored (else a notice says why)."""
         editing = self.composer.editing
-        self.composer.cancel_edit()
         task = self.composer.task()
         if task is not None:
-            self.controller.run_text_task(text, *task)
+            stored = self.controller.run_text_task(text, *task)
         elif editing is not None:
-            self.controller.edit_and_resend(editing, text)
+            stored = self.controller.edit_and_resend(editing, text)
         else:
-            self.controller.send(text)
+            stored = self.controller.send(text)
+        if stored:
+            self.composer.clear()
 
     def _suggest(self, prompt: str) -> None:
         self.composer.editor.setPlainText(prompt)
@@ -424,6 +428,11 @@ class MainWindow(QMainWindow):
         if starter is not None and self.session.request is None:
             self.switch_model(starter.id)
         self.new_chat()
+
+    def _typed_on_welcome(self, text: str) -> None:
+        """Typing on the welcome starts chatting, the keystroke kept as the composer's first."""
+        self._start_from_welcome()
+        self.composer.editor.insertPlainText(text)
 
     def apply_settings(self, settings: Settings) -> None:
         """Take saved settings into use: theme and text size now, engine options by reloading."""

@@ -1,11 +1,16 @@
-"""The first-run screen: chat at once with the starter model, and one click to a better one."""
+"""The first-run screen: chat at once with the starter model, and one click to a better one.
+
+A new user often just starts typing. Every printable key (Space included: it must not press a
+button mid-sentence) is handed on through `typed`, for the window to open the chat and put it in
+the composer; Enter presses the focused button, or starts chatting.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QIcon, QKeyEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -35,6 +40,7 @@ class Welcome(QWidget):
 
     start_chat = Signal()
     download = Signal()  # the recommended model
+    typed = Signal(str)  # text typed here: it belongs in the composer
 
     def __init__(self, icon: QIcon, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -116,6 +122,22 @@ class Welcome(QWidget):
         holder.addStretch(1)
         outer.addLayout(holder)
         outer.addStretch(3)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        for watched in (self, self.start_button, self.rec_button):
+            watched.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Keys reach the focused button first; typing must not be taken as pressing it."""
+        if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
+            if _is_typing(event):
+                self.typed.emit(event.text())
+                return True
+            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                button = watched if watched in (self.start_button, self.rec_button) else self.start_button
+                if button.isEnabled():
+                    button.click()
+                return True
+        return super().eventFilter(watched, event)
 
     def set_starter(self, name: str | None) -> None:
         """With no starter model, chat waits for the recommended download."""
@@ -146,3 +168,11 @@ class Welcome(QWidget):
         if fraction is not None:
             self.rec_progress.setValue(int(fraction * 100))
         self.rec_status.setText(text)
+
+
+def _is_typing(event: QKeyEvent) -> bool:
+    """A key that writes text (not a shortcut such as Ctrl+N, not Tab or Enter)."""
+    shortcut = event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
+                                    | Qt.KeyboardModifier.MetaModifier)
+    text = event.text()
+    return bool(text) and text.isprintable() and not shortcut

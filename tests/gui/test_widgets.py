@@ -120,7 +120,7 @@ def test_a_changed_message_is_redrawn_even_when_rebuilt_from_the_database(qtbot,
 
 
 # --- the composer -----------------------------------------------------------------------------
-def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot):
+def test_enter_sends_and_shift_enter_starts_a_new_line_and_the_text_stays_until_stored(qtbot):
     composer = Composer()
     qtbot.addWidget(composer)
     qtbot.keyClicks(composer.editor, "first line")
@@ -129,6 +129,8 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot):
     with qtbot.waitSignal(composer.submitted) as signal:
         qtbot.keyClick(composer.editor, Qt.Key.Key_Return)
     assert signal.args == ["first line\nsecond line"]
+    assert composer.editor.toPlainText() == "first line\nsecond line"  # until the window says it is stored
+    composer.clear()
     assert composer.editor.toPlainText() == ""
 
 
