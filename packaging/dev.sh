@@ -24,8 +24,8 @@ case "$mode" in
   *) echo "usage: bash packaging/dev.sh run|test|setup [ARGS]" >&2; exit 2 ;;
 esac
 
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-  echo "slmchat needs Python 3.10 or newer ('$python' is older or missing)." >&2
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "slmchat needs Python 3.11 or newer ('$python' is older or missing)." >&2
   exit 1
 fi
 
