@@ -17,6 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
+from slmchat.core.errors import InvalidDataFolder
+
 APP_NAME = "slmchat"
 HOME_ENV = "SLMCHAT_HOME"
 STARTER_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -126,12 +128,30 @@ def read_data_folder(paths: Paths) -> Path | None:
     return Path(folder) if folder else None
 
 
-def write_data_folder(paths: Paths, folder: Path | None) -> None:
-    """Remember (or, with None, forget) a chosen data folder; written atomically."""
+def check_data_folder(folder: str | os.PathLike[str]) -> Path:
+    """The folder the user typed, as a full path (`~` expanded); raises InvalidDataFolder when
+    it is empty or relative (a relative folder would move with whatever folder the app happened
+    to be started from, and the conversations would seem to vanish)."""
+    text = os.fspath(folder).strip()
+    if not text:
+        raise InvalidDataFolder("Choose a data folder: the box is empty.")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise InvalidDataFolder(
+            f"“{text}” is not a full path. Choose the data folder with “Choose…”, or type its whole "
+            "path (for example one starting with / or a drive letter such as C:\\)."
+        )
+    return path
+
+
+def write_data_folder(paths: Paths, folder: str | os.PathLike[str] | None) -> None:
+    """Remember (or, with None, forget) a chosen data folder; written atomically.
+
+    Raises InvalidDataFolder, and remembers nothing, when `folder` is empty or relative.
+    """
+    chosen = None if folder is None else check_data_folder(folder)
     target = config_path(paths)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
-    temporary.write_text(
-        json.dumps({"data_folder": None if folder is None else str(folder)}), encoding="utf-8"
-    )
+    temporary.write_text(json.dumps({"data_folder": None if chosen is None else str(chosen)}), encoding="utf-8")
     os.replace(temporary, target)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from slmchat.paths import Paths, starter_model, write_data_folder
 
 
@@ -33,3 +35,20 @@ def test_a_moved_data_folder_is_used_by_every_entry_point(slmchat_home: Path, tm
     assert Paths.default().config == paths.config  # the pointer itself stays where it is found
     write_data_folder(paths, None)
     assert Paths.default().data == paths.data
+
+
+def test_an_empty_or_relative_data_folder_is_refused_and_the_choice_kept(slmchat_home: Path, tmp_path: Path) -> None:
+    from slmchat.core.errors import InvalidDataFolder
+    from slmchat.paths import read_data_folder
+
+    paths = Paths.default()
+    write_data_folder(paths, tmp_path / "kept")
+    with pytest.raises(InvalidDataFolder, match="empty"):
+        write_data_folder(paths, "  ")
+    with pytest.raises(InvalidDataFolder, match="“my data” is not a full path"):
+        write_data_folder(paths, "my data")
+    with pytest.raises(InvalidDataFolder, match="not a full path"):
+        write_data_folder(paths, Path(""))
+    assert read_data_folder(paths) == tmp_path / "kept"
+    write_data_folder(paths, "~/slmchat-data")
+    assert read_data_folder(paths) == Path.home() / "slmchat-data"

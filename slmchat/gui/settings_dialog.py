@@ -1,9 +1,8 @@
-"""Settings: this chat's persona and sampling, model memory and threads, appearance, data folder."""
+"""Settings: this chat's persona and sampling, model memory and threads, appearance, data folder and backups."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -17,6 +16,9 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -25,10 +27,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from slmchat.core.errors import InvalidDataFolder, SlmchatError
 from slmchat.core.generation import GenerationSettings, OverflowPolicy
+from slmchat.core.store.backup import Backup, list_backups
+from slmchat.core.store.connection import restore_backup
 from slmchat.gui.controller import ChatController
+from slmchat.gui.notices import user_message
+from slmchat.gui.plain_text import plain_label
 from slmchat.gui.theme import ThemeChoice
-from slmchat.paths import Paths, read_data_folder, write_data_folder
+from slmchat.paths import Paths, check_data_folder, read_data_folder, write_data_folder
 from slmchat.settings import Settings, save_settings
 
 AUTOMATIC = "Automatic"
@@ -64,6 +71,14 @@ def _form(page: QWidget) -> QFormLayout:
     return form
 
 
+def describe_backup(backup: Backup) -> str:
+    """"14 Mar 2025, 09:30 — 12 conversations", in the user's own time zone."""
+    when = backup.made.astimezone().strftime("%d %b %Y, %H:%M")
+    if backup.conversations is None:
+        return f"{when} — cannot be read"
+    return f"{when} — {backup.conversations} conversation{'' if backup.conversations == 1 else 's'}"
+
+
 def _note(text: str) -> QLabel:
     label = QLabel(text)
     label.setProperty("role", "muted")
@@ -79,6 +94,7 @@ class SettingsDialog(QDialog):
     """
 
     saved = Signal(object)  # Settings
+    restored = Signal(object)  # Backup: where the conversations from before the restore were saved
 
     def __init__(self, settings: Settings, paths: Paths, controller: ChatController,
                  parent: QWidget | None = None) -> None:
@@ -93,12 +109,13 @@ class SettingsDialog(QDialog):
         self.conversation = store.conversation(conversation_id) if conversation_id is not None else None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
-        tabs = QTabWidget()
+        tabs = self.tabs = QTabWidget()
         layout.addWidget(tabs, 1)
         tabs.addTab(self._chat_tab(), "This chat" if self.conversation else "New chats")
         tabs.addTab(self._model_tab(), "Model and memory")
         tabs.addTab(self._appearance_tab(), "Appearance")
-        tabs.addTab(self._data_tab(), "Data")
+        self.data_page = self._data_tab()
+        tabs.addTab(self.data_page, "Data")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -196,8 +213,26 @@ class SettingsDialog(QDialog):
         row.addWidget(self.data_folder, 1)
         row.addWidget(browse)
         form.addRow("Data folder", row)
+        self.data_folder_error = plain_label(wrap=True)
+        self.data_folder_error.setAccessibleName("Data folder problem")
+        self.data_folder_error.hide()
+        form.addRow(self.data_folder_error)
         form.addRow(_note("Chats and models live here. A new folder is used from the next start; "
                           "move the files yourself to take them along."))
+        self.backups = QListWidget()
+        self.backups.setAccessibleName("Backups")
+        self.backups.setMaximumHeight(140)
+        self.restore_button = QPushButton("Restore…")
+        self.restore_button.setEnabled(False)
+        self.backups.currentItemChanged.connect(lambda item: self.restore_button.setEnabled(item is not None))
+        self.restore_button.clicked.connect(self._restore)
+        column = QVBoxLayout()
+        column.addWidget(self.backups)
+        column.addWidget(self.restore_button, 0, Qt.AlignmentFlag.AlignRight)
+        form.addRow("Backups", column)
+        form.addRow(_note("A copy of your chats is kept each day and before every upgrade; the newest "
+                          "five are kept, in the data folder's “backups” folder."))
+        self._show_backups()
         return page
 
     # --- actions -------------------------------------------------------------------------
@@ -226,10 +261,55 @@ class SettingsDialog(QDialog):
             self.persona.addItem(persona.name, persona.id)
             self.persona.setCurrentIndex(self.persona.count() - 1)
 
+    def _show_backups(self) -> None:
+        self.backups.clear()
+        for backup in list_backups(self.controller.store.path):
+            item = QListWidgetItem(describe_backup(backup))
+            item.setData(Qt.ItemDataRole.UserRole, backup)
+            self.backups.addItem(item)
+
+    def _restore(self) -> None:
+        """After a confirmation: the chosen backup replaces the conversations, the current ones
+        having been backed up first (so this list can undo it)."""
+        item = self.backups.currentItem()
+        if item is None:
+            return
+        backup: Backup = item.data(Qt.ItemDataRole.UserRole)
+        answer = QMessageBox.question(
+            self, "Restore a backup",
+            f"Replace your conversations with the backup from {describe_backup(backup)}?\n\n"
+            "Your conversations as they are now are backed up first, so you can come back to them "
+            "from this list.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        try:
+            undo = restore_backup(self.controller.store.path, backup.path)
+        except SlmchatError as error:
+            QMessageBox.warning(self, "Could not restore", user_message(error, self.paths.log_file))
+            return
+        self._show_backups()
+        QMessageBox.information(
+            self, "Backup restored",
+            "The backup is restored. Restart slmchat to see its conversations.")
+        self.restored.emit(undo)
+
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Data folder", self.data_folder.text())
         if folder:
             self.data_folder.setText(folder)
+
+    def accept(self) -> None:
+        """Close only with a data folder the app can use; otherwise say why, beside the field."""
+        try:
+            check_data_folder(self.data_folder.text())
+        except InvalidDataFolder as error:
+            self.data_folder_error.setText(str(error))
+            self.data_folder_error.show()
+            self.tabs.setCurrentWidget(self.data_page)
+            self.data_folder.setFocus()
+            return
+        self.data_folder_error.hide()
+        super().accept()
 
     # --- results -------------------------------------------------------------------------
     def sampling(self) -> GenerationSettings:
@@ -255,6 +335,7 @@ class SettingsDialog(QDialog):
 
     def save(self) -> None:
         """Store everything, then tell whoever listens which settings are now in force."""
+        folder = check_data_folder(self.data_folder.text())  # before anything is stored
         store = self.controller.store
         settings = self.new_settings()
         save_settings(store, settings)
@@ -264,7 +345,6 @@ class SettingsDialog(QDialog):
         else:
             self.controller.default_system_prompt = system_prompt
             self.controller.default_settings = settings.generation
-        folder = Path(self.data_folder.text().strip()).expanduser()
         if folder != self.paths.data:
             write_data_folder(self.paths, folder)
         self.saved.emit(settings)

@@ -36,3 +36,58 @@ def test_the_window_asks_the_engine_for_the_saved_context_size(qtbot, make_windo
     window = make_window(context_size=1536)
     model = next(m for m in window.library.list() if m.usable)
     assert window.engine_config(model).n_ctx == 1536
+
+
+def test_an_empty_or_relative_data_folder_keeps_the_dialog_open_and_says_why(qtbot, make_window):
+    from PySide6.QtWidgets import QDialog
+
+    from slmchat.paths import read_data_folder
+
+    window = make_window()
+    dialog = window.settings_dialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    for typed, reason in (("", "the box is empty"), ("chats here", "“chats here” is not a full path")):
+        dialog.data_folder.setText(typed)
+        dialog.accept()
+        assert dialog.isVisible() and dialog.result() != QDialog.DialogCode.Accepted
+        assert dialog.data_folder_error.isVisibleTo(dialog) and reason in dialog.data_folder_error.text()
+        assert dialog.tabs.currentWidget() is dialog.data_page
+    assert read_data_folder(window.paths) is None
+    dialog.data_folder.setText(str(window.paths.data))
+    dialog.accept()
+    assert dialog.result() == QDialog.DialogCode.Accepted and not dialog.data_folder_error.isVisibleTo(dialog)
+
+
+def test_the_data_tab_lists_backups_and_restores_one_after_a_confirmation(qtbot, make_window, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from slmchat.core.store.backup import list_backups, make_backup
+
+    window = make_window()
+    store = window.controller.store
+    store.add_user_message(store.new_conversation().id, "Kept in the backup")
+    make_backup(store.path)
+    store.add_user_message(store.new_conversation().id, "Written after the backup")
+    dialog = window.settings_dialog()
+    qtbot.addWidget(dialog)
+    assert dialog.backups.count() == 1 and dialog.backups.item(0).text().endswith("— 1 conversation")
+    assert not dialog.restore_button.isEnabled()
+
+    asked, told = [], []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text)
+                        or QMessageBox.StandardButton.No)
+    monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text: told.append(text))
+    dialog.backups.setCurrentRow(0)
+    dialog.restore_button.click()
+    assert len(asked) == 1 and told == []  # answered No: nothing changed
+    assert len(store.conversations()) == 2
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(dialog.restored) as restored:
+        dialog.restore_button.click()
+    assert [c.title for c in store.conversations()] == ["Kept in the backup"]
+    assert told and "Restart slmchat" in told[0]
+    undo = restored.args[0]
+    assert undo.conversations == 2  # the conversations from before the restore, kept
+    assert dialog.backups.count() == 2 == len(list_backups(store.path))
