@@ -104,7 +104,7 @@ def run_gui(paths: Paths) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from slmchat.core.errors import SlmchatError
-    from slmchat.gui.single_instance import InstanceServer, ask_running_app_to_show
+    from slmchat.gui.single_instance import AppNotAnswering, InstanceServer, claim
     from slmchat.logsetup import setup_logging
 
     setup_logging(paths)
@@ -112,20 +112,31 @@ def run_gui(paths: Paths) -> int:
     app.setApplicationName("slmchat")
     app.setApplicationDisplayName("slmchat")
     app.setDesktopFileName("slmchat")
-    if ask_running_app_to_show(paths.data):
-        return 0
     try:
-        window = build_window(paths, app)
-    except SlmchatError as error:  # e.g. a database from a newer slmchat: refuse, touch nothing
+        instance = claim(paths.data)
+    except AppNotAnswering as error:
         QMessageBox.critical(None, "slmchat cannot start", str(error))
         return 1
-    window.show()
-    InstanceServer(paths.data, lambda: bring_forward(window), window)
-    QTimer.singleShot(0, lambda: start_background_work(window))
-    return app.exec()
+    if instance is None:
+        log.info("another slmchat has this data folder: asked it to come forward")
+        return 0
+    try:
+        try:
+            window = build_window(paths, app)
+        except SlmchatError as error:  # e.g. a database from a newer slmchat: refuse, touch nothing
+            QMessageBox.critical(None, "slmchat cannot start", str(error))
+            return 1
+        window.show()
+        InstanceServer(paths.data, lambda: bring_forward(window), window)
+        log.info("window open for %s", paths.data)
+        QTimer.singleShot(0, lambda: start_background_work(window))
+        return app.exec()
+    finally:
+        instance.release()
 
 
 def bring_forward(window: object) -> None:
+    log.info("another start asked this window to come forward")
     window.showNormal()
     window.raise_()
     window.activateWindow()
