@@ -78,14 +78,10 @@ def positive_int(text: str) -> int:
 
 
 def open_store(paths: Paths) -> Store:
-    """The store, telling the user on stderr when a damaged database had to be set aside."""
+    """The store, telling the user on stderr when a damaged database was salvaged."""
     store = Store(paths.database)
-    if store.recovered_from is not None:
-        print(
-            f"slmchat: the conversation database was damaged; it was kept as {store.recovered_from} "
-            "and a new one was started.",
-            file=sys.stderr,
-        )
+    if store.recovery is not None:
+        print(f"slmchat: {store.recovery.describe()}", file=sys.stderr)
     return store
 
 

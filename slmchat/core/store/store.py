@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from slmchat.core.errors import DatabaseBusy, DatabaseFull, StoreError
 from slmchat.core.generation import GenerationSettings, GenerationStats, Role
-from slmchat.core.store.connection import connect, connect_read_only, is_busy, open_database
+from slmchat.core.store.connection import Recovery, connect, connect_read_only, is_busy, open_recovering
 from slmchat.core.store.reader import Reader
 from slmchat.core.store.records import (
     STATUS_FOR_REASON,
@@ -116,8 +116,8 @@ def _write(method: Callable[..., _T]) -> Callable[..., _T]:
 class Store(Reader):
     """The conversation database, opened (checked, recovered, upgraded) for writing.
 
-    After construction, `recovered_from` is where a damaged file was moved (tell the user), and
-    `interrupted` lists replies whose writing process died mid-reply, now marked interrupted with
+    After construction, `recovery` says what was salvaged when the file was found damaged (tell
+    the user: `recovery.describe()`), and `interrupted` lists replies whose writing process died mid-reply, now marked interrupted with
     their text. Other processes may write the same file at the same time: the replies they are
     streaming are theirs (each is tagged with its writer's `Lease`) and are left alone.
     """
@@ -125,10 +125,15 @@ class Store(Reader):
     def __init__(self, path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.path = Path(path)
         self._clock = clock
-        db, self.recovered_from = open_database(self.path)
+        db, self.recovery = open_recovering(self.path)
         super().__init__(db)
         self._lease = None if str(path) == ":memory:" else Lease(self.path)
         self.interrupted: list[int] = self.mark_abandoned_replies()
+
+    @property
+    def recovered_from(self) -> Path | None:
+        """Where the damaged file was moved, when it was."""
+        return None if self.recovery is None else self.recovery.damaged_file
 
     def close(self) -> None:
         super().close()

@@ -68,7 +68,7 @@ def contents(messages: list) -> list[str]:
 def test_a_new_database_uses_wal_and_enforces_foreign_keys(store: Store) -> None:
     assert store.db.journal_mode == "wal"
     assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert store.recovered_from is None and store.interrupted == []
+    assert store.recovery is None and store.interrupted == []
     with pytest.raises(sqlite3.IntegrityError):
         store.db.execute(
             "INSERT INTO messages (conversation_id, role, status, created, updated) "
@@ -77,7 +77,7 @@ def test_a_new_database_uses_wal_and_enforces_foreign_keys(store: Store) -> None
 
 
 @pytest.mark.parametrize("damage", ["garbage file", "torn pages"])
-def test_a_damaged_database_is_set_aside_and_a_fresh_one_starts(tmp_path: Path, damage: str) -> None:
+def test_a_damaged_database_is_set_aside_untouched_and_what_it_held_is_salvaged(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "chats.db"
     if damage == "garbage file":
         path.write_bytes(b"not a database, just words " * 500)
@@ -92,14 +92,14 @@ def test_a_damaged_database_is_set_aside_and_a_fresh_one_starts(tmp_path: Path, 
     damaged_digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
     with Store(path) as store:
-        assert store.recovered_from is not None
-        assert store.recovered_from.parent == tmp_path and ".corrupt-" in store.recovered_from.name
-        assert hashlib.sha256(store.recovered_from.read_bytes()).hexdigest() == damaged_digest
-        assert store.conversations() == []
+        damaged = store.recovery.damaged_file
+        assert damaged.parent == tmp_path and ".corrupt-" in damaged.name
+        assert hashlib.sha256(damaged.read_bytes()).hexdigest() == damaged_digest
+        assert len(store.conversations()) == store.recovery.conversations  # what salvage could read
         conversation = store.new_conversation()
         store.add_user_message(conversation.id, "life goes on")
     with Store(path) as reopened:
-        assert reopened.recovered_from is None
+        assert reopened.recovery is None
         assert contents(reopened.branch(conversation.id)) == ["life goes on"]
 
 
