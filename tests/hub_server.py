@@ -2,11 +2,14 @@
 
 huggingface_hub 2.4 talks to `HF_ENDPOINT` with HEAD/GET `/{repo}/resolve/{rev}/{file}` (reading
 `X-Repo-Commit`, `X-Linked-Etag`, `X-Linked-Size`, sending `Range` to resume), `/api/models` (search),
-`/api/models/{repo}` (`?blobs=true` for sizes and sha256) and `/api/models/{repo}/tree/{rev}`
-(docs/HUGGINGFACE_HUB.md). This server answers exactly those, serves the bytes of real GGUF
-files, records every request, and can misbehave on purpose: cut the connection at a byte offset,
-stall without sending, serve wrong bytes of the right length, claim an enormous size, or gate a repo
-behind a token. Use it through the `fake_hub` fixture (import it into a test module).
+`/api/models/{repo}` and `/api/models/{repo}/revision/{rev}` (`?blobs=true` for sizes and sha256)
+and `/api/models/{repo}/tree/{rev}` (docs/HUGGINGFACE_HUB.md). This server answers exactly those,
+serves the bytes of real GGUF files, records every request, and can misbehave on purpose: cut the
+connection at a byte offset, stall without sending, serve wrong bytes of the right length, claim an
+enormous size, or gate a repo behind a token. Repos have a history like the real hub's: every
+change (`commit`, `rename`, `reupload`) is a new commit, `main` is the newest, any older commit
+still serves its own files, and `delete_repo` removes a repo with its history.
+Use it through the `fake_hub` fixture (import it into a test module).
 """
 
 from __future__ import annotations
@@ -66,10 +69,24 @@ class HostedFile:
 @dataclass
 class Repo:
     repo_id: str
-    files: dict[str, HostedFile]
+    history: list[tuple[str, dict[str, HostedFile]]]  # (commit, files), oldest first; the last is main
     token: str | None = None  # gated: only this token may download
     downloads: int = 0
     tags: list[str] = field(default_factory=lambda: ["gguf", "text-generation"])
+
+    @property
+    def files(self) -> dict[str, HostedFile]:
+        return self.history[-1][1]
+
+    @property
+    def head(self) -> str:
+        return self.history[-1][0]
+
+    def at(self, revision: str) -> tuple[str, dict[str, HostedFile]] | None:
+        """(commit, files) at a branch name or commit, or None when the revision does not exist."""
+        if revision == "main":
+            return self.history[-1]
+        return next((snapshot for snapshot in self.history if snapshot[0] == revision), None)
 
 
 def sha256_of(path: Path) -> str:
@@ -131,14 +148,38 @@ class FakeHub:
         self._release = threading.Event()
 
     def add_repo(self, repo_id: str, files: dict[str, Path], *, token: str | None = None, downloads: int = 0) -> Repo:
+        """A repo whose first commit is COMMIT and holds `files` (name in the repo -> bytes on disk)."""
+        repo = Repo(repo_id, [(COMMIT, self._hosted(files))], token=token, downloads=downloads)
+        self.repos[repo_id] = repo
+        return repo
+
+    def commit(self, repo_id: str, add: dict[str, Path] | None = None, remove: tuple[str, ...] = ()) -> str:
+        """A new commit on main: files added or replaced, files removed; returns its 40-hex id."""
+        repo = self.repos[repo_id]
+        files = {name: hosted for name, hosted in repo.files.items() if name not in remove}
+        files.update(self._hosted(add or {}))
+        commit = hashlib.sha1(f"{repo_id}#{len(repo.history)}".encode()).hexdigest()
+        repo.history.append((commit, files))
+        return commit
+
+    def rename(self, repo_id: str, old: str, new: str) -> str:
+        """Rename a file in a new commit (older commits keep the old name)."""
+        return self.commit(repo_id, {new: self.repos[repo_id].files[old].data}, remove=(old,))
+
+    def reupload(self, repo_id: str, name: str, data: Path) -> str:
+        """Replace a file's bytes under the same name in a new commit."""
+        return self.commit(repo_id, {name: data})
+
+    def delete_repo(self, repo_id: str) -> None:
+        self.repos.pop(repo_id)
+
+    def _hosted(self, files: dict[str, Path]) -> dict[str, HostedFile]:
         hosted = {}
         for name, data in files.items():
             if data not in self._hashes:
                 self._hashes[data] = sha256_of(data)
             hosted[name] = HostedFile(name, data, data.stat().st_size, self._hashes[data])
-        repo = Repo(repo_id, hosted, token=token, downloads=downloads)
-        self.repos[repo_id] = repo
-        return repo
+        return hosted
 
     def release_stall(self) -> None:
         self._release.set()
@@ -213,19 +254,19 @@ class _Handler(BaseHTTPRequestHandler):
         path = request.path
         if path == "/api/models":
             return self._search(request)
-        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?", path)
+        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
         if match:
-            return self._model_info(request, match.group(1))
-        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/[^/]+(?:/.*)?", path)
+            return self._model_info(request, match.group(1), match.group(2) or "main")
+        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path)
         if match:
-            return self._tree(match.group(1))
+            return self._tree(match.group(1), match.group(2))
         # The file name is taken from the raw path so an encoded hostile name stays recognisable.
         match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", raw_path)
         if match:
-            return self._resolve(request, unquote(match.group(1)), unquote(match.group(3)))
-        match = re.fullmatch(r"/cdn/([^/]+/[^/]+)/(.+)", raw_path)
+            return self._resolve(request, unquote(match.group(1)), unquote(match.group(3)), unquote(match.group(2)))
+        match = re.fullmatch(r"/cdn/([^/]+/[^/]+)/([0-9a-f]{40})/(.+)", raw_path)
         if match:
-            return self._resolve(request, unquote(match.group(1)), unquote(match.group(2)), from_cdn=True)
+            return self._resolve(request, unquote(match.group(1)), unquote(match.group(3)), match.group(2), from_cdn=True)
         self._send_json({"error": "Not found"}, status=404)
 
     # --- metadata -----------------------------------------------------------------------
@@ -257,13 +298,26 @@ class _Handler(BaseHTTPRequestHandler):
             "createdAt": "2024-01-01T00:00:00.000Z",
         }
 
-    def _model_info(self, request: Request, repo_id: str) -> None:
+    def _snapshot(self, repo_id: str, revision: str) -> tuple[Repo, str, dict[str, HostedFile]] | None:
+        """The repo and its (commit, files) at `revision`, or None after answering 404 as the hub does."""
         repo = self.hub.repos.get(repo_id)
         if repo is None:
-            return self._error(404, "RepoNotFound", "Repository not found")
+            self._error(404, "RepoNotFound", "Repository not found")
+            return None
+        snapshot = repo.at(revision)
+        if snapshot is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None
+        return repo, *snapshot
+
+    def _model_info(self, request: Request, repo_id: str, revision: str) -> None:
+        found = self._snapshot(repo_id, revision)
+        if found is None:
+            return
+        repo, commit, files = found
         blobs = request.query.get("blobs", ["false"])[0] == "true"
         siblings = []
-        for hosted in repo.files.values():
+        for hosted in files.values():
             sibling: dict = {"rfilename": hosted.path_in_repo}
             if blobs:
                 sibling.update(
@@ -273,17 +327,18 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             siblings.append(sibling)
         info = self._summary(repo) | {
-            "sha": COMMIT,
+            "sha": commit,
             "lastModified": "2024-01-01T00:00:00.000Z",
             "disabled": False,
             "siblings": siblings,
         }
         self._send_json(info)
 
-    def _tree(self, repo_id: str) -> None:
-        repo = self.hub.repos.get(repo_id)
-        if repo is None:
-            return self._error(404, "RepoNotFound", "Repository not found")
+    def _tree(self, repo_id: str, revision: str) -> None:
+        found = self._snapshot(repo_id, revision)
+        if found is None:
+            return
+        _, _, files = found
         entries = [
             {
                 "type": "file",
@@ -292,27 +347,28 @@ class _Handler(BaseHTTPRequestHandler):
                 "path": hosted.path_in_repo,
                 "lfs": {"oid": hosted.sha256, "size": hosted.size, "pointerSize": 133},
             }
-            for hosted in repo.files.values()
+            for hosted in files.values()
         ]
         self._send_json(entries)
 
     # --- file bytes -----------------------------------------------------------------------
-    def _resolve(self, request: Request, repo_id: str, filename: str, from_cdn: bool = False) -> None:
-        repo = self.hub.repos.get(repo_id)
-        if repo is None:
-            return self._error(404, "RepoNotFound", "Repository not found")
+    def _resolve(self, request: Request, repo_id: str, filename: str, revision: str, from_cdn: bool = False) -> None:
+        found = self._snapshot(repo_id, revision)
+        if found is None:
+            return
+        repo, commit, files = found
         if repo.token is not None and not from_cdn:  # the CDN link is signed: no token needed
             given = request.headers.get("authorization", "")
             if not given:
                 return self._error(401, "GatedRepo", "Access to this model is restricted.")
             if given != f"Bearer {repo.token}":
                 return self._error(403, "GatedRepo", "Access to this model is restricted.")
-        hosted = repo.files.get(filename)
+        hosted = files.get(filename)
         if hosted is None:
-            return self._error(404, "EntryNotFound", "Entry not found", commit=True)
+            return self._error(404, "EntryNotFound", "Entry not found", commit=commit)
         faults = self.hub.faults
         headers = {
-            "X-Repo-Commit": COMMIT,
+            "X-Repo-Commit": commit,
             "X-Linked-Etag": f'"{hosted.sha256}"',
             "ETag": f'"{hosted.sha256}"',
             "X-Linked-Size": str(faults.reported_size or hosted.size),
@@ -323,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(302)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Location", f"{self.hub.cdn}/cdn/{repo_id}/{filename}")
+            self.send_header("Location", f"{self.hub.cdn}/cdn/{repo_id}/{commit}/{filename}")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -382,13 +438,13 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     # --- helpers ----------------------------------------------------------------------------
-    def _error(self, status: int, code: str, message: str, *, commit: bool = False) -> None:
+    def _error(self, status: int, code: str, message: str, *, commit: str | None = None) -> None:
         body = json.dumps({"error": message}).encode()
         self.send_response(status)
         self.send_header("X-Error-Code", code)
         self.send_header("X-Error-Message", message)
         if commit:
-            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("X-Repo-Commit", commit)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

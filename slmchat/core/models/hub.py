@@ -7,6 +7,13 @@ telemetry is off — sends a request of its own on first use. So downloads go th
 `get_hf_file_metadata` + `file_download.http_get` into our own partial file (kept across
 restarts), through a client whose sockets a pause or cancel can shut, and every file is hashed
 against the sha256 the hub publishes before the library may register it.
+
+A file the catalog names is fetched at the commit the catalog pins and must have the pinned size
+and sha256 — what the hub says today does not override the pin — and its GGUF header must describe
+the catalog's model (the wrong model under the right name is refused even when its hash matches).
+A catalog file without a pin is held to what its first download got (`first_downloads.py`).
+A listed file whose architecture llama.cpp cannot run is labelled so, and its download is refused
+before any request.
 """
 
 from __future__ import annotations
@@ -44,8 +51,11 @@ from slmchat.core.errors import (
     UnsafeName,
     UnsupportedModel,
 )
-from slmchat.core.gguf.check import GGUFInfo, HeaderIncomplete, read_gguf_header
+from slmchat.core.gguf.check import GGUFInfo, HeaderIncomplete, check_gguf, read_gguf_header
+from slmchat.core.gguf.tables import SUPPORTED_ARCHITECTURES
 from slmchat.core.models import hardware
+from slmchat.core.models.catalog import Catalog, CatalogEntry, WrongModel, check_header, load_catalog
+from slmchat.core.models.first_downloads import FirstDownload, FirstDownloads
 from slmchat.core.models.library import (
     LibraryModel,
     ModelLibrary,
@@ -158,7 +168,40 @@ def model_stem(filename: str) -> str:
     return _SEPARATORS.sub("-", _QUANT.sub("", stem)).strip("-").lower()
 
 
+class UnsupportedArchitecture(UnsupportedModel):
+    """A GGUF of an architecture the bundled llama.cpp cannot run, known from its header alone."""
+
+    def __init__(self, filename: str, architecture: str) -> None:
+        shown = _printable(architecture)[:40]
+        super().__init__(
+            f"slmchat cannot run {filename}: it is a \"{shown}\" model, a kind the llama.cpp inside slmchat "
+            "does not support. Choose another model.",
+            detail=f"architecture {architecture!r} is not in SUPPORTED_ARCHITECTURES",
+        )
+        self.architecture = architecture
+
+
 # --- records ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pin:
+    """What one download must be: the revision fetched and the bytes accepted (None: not known)."""
+
+    revision: str
+    sha256: str | None = None
+    size: int | None = None
+    entry: CatalogEntry | None = None  # the catalog model whose header the file must have
+    record_first: bool = False  # an unpinned catalog file: remember what this download got
+
+
+@dataclass(frozen=True)
+class RepoSnapshot:
+    """A repo at one commit: its files' sizes and sha256 (None for a file not stored with LFS)."""
+
+    repo_id: str
+    commit: str
+    files: dict[str, tuple[int | None, str | None]]
+
+
 @dataclass(frozen=True)
 class DownloadProgress:
     done: int  # bytes on disk, including those kept from an earlier attempt
@@ -189,10 +232,14 @@ class RemoteFile:
     fit: hardware.Fit | None = None  # filled when the listing was asked for a machine
     fit_problem: str | None = None  # why there is no fit label (header unreadable, split, size unknown, ...)
     parts: tuple[str, ...] = ()  # a split model's files, first to last (`filename` is the first)
+    architecture: str | None = None  # llama.cpp's name, from the header (read when listed for a machine)
+    unsupported_reason: str | None = None  # set when the bundled llama.cpp cannot run it; also in fit_problem
 
     @property
     def fit_text(self) -> str:
         """The label a listing shows; the full story is `fit.reason` or `fit_problem`."""
+        if self.unsupported_reason is not None:
+            return f"can't run ({_printable(self.architecture or '?')[:40]})"
         if self.fit is not None:
             return self.fit.label.text
         return f"split into {len(self.parts)} files: not supported" if self.parts else "fit unknown"
@@ -351,6 +398,7 @@ class _Meter:
 class Hub:
     """Search the hub, list a repo's GGUF files, and download one into the model library.
 
+    Downloads of files the catalog names obey its pins (`catalog`, default the shipped one).
     `endpoint` defaults to `HF_ENDPOINT` (read at each call) or huggingface.co; `token` is sent only
     when given (a stored huggingface token is never picked up implicitly) and is never logged.
     `disk_free(folder) -> bytes` is injectable so the disk check can be tested.
@@ -363,12 +411,23 @@ class Hub:
         endpoint: str | None = None,
         token: str | None = None,
         disk_free: Callable[[Path], int] | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self._library = library
         self._endpoint = endpoint
         self._token = token or None
         self._disk_free = disk_free or (lambda folder: shutil.disk_usage(folder).free)
         self._headers: dict[tuple[str, str, str], GGUFInfo] = {}  # (repo, commit, file): a commit's file never changes
+        self._catalog = catalog
+        self._first = FirstDownloads(library.paths.data)
+        self._refused: dict[tuple[str, str], UnsupportedModel] = {}  # (repo, file) listed as unrunnable
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog whose pins downloads obey (the shipped one unless given), read on first use."""
+        if self._catalog is None:
+            self._catalog = load_catalog()
+        return self._catalog
 
     @property
     def endpoint(self) -> str:
@@ -422,8 +481,14 @@ class Hub:
             if stem not in shapes:
                 shapes[stem] = self._shape_or_error(repo_id, file.filename, revision)
             shape = shapes[stem]
-            labelled.append(dataclasses.replace(file, fit_problem=str(shape)) if isinstance(shape, SlmchatError)
-                            else _with_fit(file, shape, machine, n_ctx))
+            if isinstance(shape, UnsupportedArchitecture):
+                self._refused[(repo_id, file.filename)] = shape
+                labelled.append(dataclasses.replace(file, architecture=shape.architecture,
+                                                    unsupported_reason=str(shape), fit_problem=str(shape)))
+            elif isinstance(shape, SlmchatError):
+                labelled.append(dataclasses.replace(file, fit_problem=str(shape)))
+            else:
+                labelled.append(dataclasses.replace(_with_fit(file, shape, machine, n_ctx), architecture=shape.architecture))
         return labelled
 
     def _shape_or_error(self, repo_id: str, filename: str, revision: str) -> GGUFInfo | SlmchatError:
@@ -455,7 +520,8 @@ class Hub:
         """`check_gguf` of a file on the hub, from its header alone: a few MB of a file of any size.
 
         The header is fetched with ranged GETs (2 MiB, then 4x more, up to 32 MiB) and cached per
-        commit. Raises UnsafeName (before any request), Hub* errors, or the GGUF check's errors.
+        commit. Raises UnsafeName (before any request), Hub* errors, UnsupportedArchitecture, or the
+        GGUF check's errors.
         """
         check_repo_id(repo_id)
         check_filename(filename)
@@ -477,6 +543,10 @@ class Hub:
         while True:
             data += self._fetch_range(metadata.location, len(data), wanted, filename)
             try:
+                # The architecture first, from the unchecked header: a listing names what it cannot run.
+                architecture = read_gguf_header(data, metadata.size, filename).architecture
+                if architecture not in SUPPORTED_ARCHITECTURES:
+                    raise UnsupportedArchitecture(filename, architecture)
                 return read_gguf_header(data, metadata.size, filename, check=True)
             except HeaderIncomplete as more:
                 if more.needed_bytes > HEADER_MAX_FETCH:
@@ -527,27 +597,35 @@ class Hub:
         repo_id: str,
         filename: str,
         *,
-        revision: str = "main",
+        revision: str | None = None,
         expected_sha256: str | None = None,
         on_progress: ProgressCallback | None = None,
         control: DownloadControl | None = None,
     ) -> LibraryModel:
         """Download one GGUF file, verify it, and register it in the library; return the new model.
 
+        A catalog file is fetched at its pinned revision (unless `revision` is given) and must have
+        the pinned size and sha256 and the catalog model's header; an unpinned catalog file is held
+        to what its first download got; any other file is fetched at `revision` (default main).
         Continues from the bytes of an earlier attempt (paused, cut off, or in a closed app) when they
         belong to the same upload. Raises DownloadPaused (bytes kept), DownloadCancelled (bytes
-        deleted), DownloadVerificationFailed (bytes deleted, nothing registered), NotEnoughDiskSpace
-        (checked before any byte is fetched), UnsupportedModel for a part of a split model (before
-        any request: its parts would be registered as separate, unusable models), Hub* errors, or
+        deleted), DownloadVerificationFailed (bytes deleted, nothing registered), WrongModel (bytes
+        deleted), NotEnoughDiskSpace (checked before any byte is fetched), UnsupportedModel for a
+        part of a split model or a file listed as unrunnable (before any request), Hub* errors, or
         the GGUF check's errors for a bad file.
-        `expected_sha256` (from the catalog) must agree with the hub's.
+        `expected_sha256` must agree with the hub's (and with the catalog's pin, when there is one).
         """
         check_repo_id(repo_id)
         check_filename(filename)
-        check_revision(revision)
+        if revision is not None:
+            check_revision(revision)
         part = split_part(filename)
         if part is not None:
             raise UnsupportedModel(SPLIT_PROBLEM.format(count=part[1]), detail=f"{repo_id}/{filename}")
+        refused = self._refused.get((repo_id, filename))
+        if refused is not None:
+            raise refused
+        pin = self.pin_for(repo_id, filename, revision, expected_sha256)
         control = control or DownloadControl()
         hf = _hf()
         partial = self._library.partial(repo_id, filename)
@@ -555,15 +633,13 @@ class Hub:
         try:
             with partial.locked():
                 try:
-                    return self._download_locked(
-                        hf, partial, repo_id, filename, revision, expected_sha256, on_progress, control
-                    )
+                    return self._download_locked(hf, partial, repo_id, filename, pin, on_progress, control)
                 except _Stopped:
                     if control.keep_partial:
                         raise DownloadPaused(f"The download of {filename} is paused.") from None
                     partial.discard()
                     raise DownloadCancelled(f"The download of {filename} was cancelled.") from None
-                except DownloadVerificationFailed:
+                except (DownloadVerificationFailed, WrongModel):
                     partial.discard()
                     raise
         finally:
@@ -576,17 +652,18 @@ class Hub:
         partial: PartialDownload,
         repo_id: str,
         filename: str,
-        revision: str,
-        expected_sha256: str | None,
+        pin: Pin,
         on_progress: ProgressCallback | None,
         control: DownloadControl,
     ) -> LibraryModel:
-        metadata = self._metadata(hf, repo_id, filename, revision)
-        sha256 = self._published_sha256(metadata, repo_id, filename, revision)
-        if expected_sha256 and expected_sha256.lower() != sha256:
+        metadata = self._metadata(hf, repo_id, filename, pin.revision)
+        sha256 = self._published_sha256(metadata, repo_id, filename, pin.revision)
+        if (pin.sha256 and pin.sha256 != sha256) or (pin.size is not None and metadata.size != pin.size):
             raise DownloadVerificationFailed(
-                f"{filename} on the hub is not the file slmchat's catalog expects, so it was not downloaded.",
-                detail=f"catalog {expected_sha256}, hub {sha256}",
+                f"{filename} on the hub is not the file slmchat expects, so it was not downloaded. "
+                "The file may have been replaced on the hub; a newer slmchat may know the new one.",
+                detail=f"revision {pin.revision}: expected sha256 {pin.sha256} size {pin.size}, "
+                       f"hub sha256 {sha256} size {metadata.size}",
             )
         existing = self._library.find_download(repo_id, filename)
         if existing is not None and existing.sha256 == sha256 and existing.usable:
@@ -596,10 +673,54 @@ class Hub:
         state = PartialState(repo_id, filename, sha256, metadata.size, metadata.commit_hash)
         kept = partial.prepare(state)
         self._check_disk(metadata.size - kept)
-        log.info("downloading %s/%s (%d bytes, %d already here)", repo_id, filename, metadata.size, kept)
+        log.info("downloading %s/%s at %s (%d bytes, %d already here)", repo_id, filename, pin.revision,
+                 metadata.size, kept)
         self._fetch(hf, metadata, partial.part, kept, filename, control, on_progress)
         self._verify(partial.part, sha256, filename, control)
-        return self._library.add_download(partial, state)
+        if pin.entry is not None:
+            check_header(pin.entry, check_gguf(partial.part), filename)
+        model = self._library.add_download(partial, state)
+        commit = metadata.commit_hash or ""
+        if pin.record_first and _COMMIT.fullmatch(commit):
+            self._first.record(repo_id, filename, FirstDownload(commit, metadata.size, sha256))
+        return model
+
+    def pin_for(self, repo_id: str, filename: str, revision: str | None = None,
+                expected_sha256: str | None = None) -> Pin:
+        """What a download of this file must fetch and accept: the catalog's pin, else what its
+        first download got (for a catalog file), else `revision` or main with `expected_sha256`."""
+        expected = expected_sha256.lower() if expected_sha256 else None
+        found = self.catalog.find_file(repo_id, filename)
+        if found is None:
+            return Pin(revision or "main", expected)
+        entry, file = found
+        if expected and file.sha256 and expected != file.sha256:
+            raise DownloadVerificationFailed(
+                f"{filename} is not the file slmchat's catalog pins, so it was not downloaded.",
+                detail=f"asked for sha256 {expected}, catalog pins {file.sha256}",
+            )
+        if file.verified:
+            return Pin(revision or file.revision or "main", file.sha256, file.size_bytes, entry)
+        first = self._first.get(repo_id, filename)
+        if first is not None and (file.sha256 is None or first.sha256 == file.sha256):
+            return Pin(revision or first.revision, first.sha256, first.size, entry)
+        return Pin(revision or file.revision or "main", file.sha256 or expected, file.size_bytes, entry,
+                   record_first=True)
+
+    def snapshot(self, repo_id: str, revision: str = "main") -> RepoSnapshot:
+        """The repo's files (size, sha256) at `revision` and the commit that is: one request.
+
+        Raises HubNotFound for a repo or revision the hub does not have, other Hub* errors."""
+        check_repo_id(repo_id)
+        check_revision(revision)
+        with _translated(f"{repo_id} at {revision}"):
+            info = self._api().model_info(repo_id, revision=revision, files_metadata=True)
+        files = {}
+        for sibling in info.siblings or []:
+            lfs = sibling.lfs
+            sha256 = lfs.sha256.lower() if lfs and _SHA256.fullmatch(lfs.sha256.lower()) else None
+            files[sibling.rfilename] = (sibling.size, sha256)
+        return RepoSnapshot(repo_id, info.sha or "", files)
 
     def _metadata(self, hf: ModuleType, repo_id: str, filename: str, revision: str) -> Any:
         url = hf.hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
