@@ -8,8 +8,10 @@ import sys
 import time
 from typing import TextIO
 
+from pathlib import Path
+
 from slmchat.core.errors import DownloadError, UnknownModel
-from slmchat.core.gguf.check import GGUFInfo
+from slmchat.core.gguf.check import GGUFInfo, check_gguf
 from slmchat.core.models import hardware
 from slmchat.core.models.catalog import (
     RECOMMEND_CONTEXT,
@@ -37,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("source", metavar="ID|REPO", help='a catalog id, or a hub repo such as "owner/name"')
     download.add_argument("file", nargs="?", metavar="FILE", help="the .gguf file in REPO")
     download.add_argument("--quant", metavar="QUANT", help="with ID: the quantization (default: the catalog's)")
-    download.add_argument("--revision", default="main", metavar="REV", help="with REPO: branch or commit")
+    download.add_argument("--revision", metavar="REV",
+                          help="with REPO: branch or commit (default: the catalog's pinned commit, else main)")
     download.set_defaults(func=_download)
 
     importing = subparsers.add_parser("import", help="add a GGUF file from disk")
@@ -82,7 +85,12 @@ def _catalog_row(entry: CatalogEntry, machine: hardware.Machine) -> tuple[str, .
         return entry.id, "-", "-", "can't run", entry.unsupported_reason or entry.description
     shape = entry.model_shape(file)
     fit = _fit_label(shape, machine) if shape is not None else "size unknown"
-    return entry.id, file.quant if file else "-", _size(file.best_size if file else None), fit, entry.description
+    about = entry.description
+    if file is not None and not file.verified:
+        about += " (download not verified by slmchat)"
+    if entry.gated_terms_url:
+        about += f" (by using it you accept its terms: {entry.gated_terms_url})"
+    return entry.id, file.quant if file else "-", _size(file.best_size if file else None), fit, about
 
 
 def _origin(model: LibraryModel) -> str:
@@ -99,11 +107,11 @@ def _download(args: argparse.Namespace, paths: Paths) -> int:
     library.cleanup_stale()
     hub = Hub(library, token=os.environ.get(TOKEN_ENV) or None)
     catalog = load_catalog()
-    repo_id, filename, expected_sha256 = _resolve_source(args, catalog, hub)
+    repo_id, filename = _resolve_source(args, catalog, hub)
     progress = _ProgressLine(sys.stderr)
     try:
         model = hub.download(
-            repo_id, filename, revision=args.revision, expected_sha256=expected_sha256, on_progress=progress.show
+            repo_id, filename, revision=args.revision, on_progress=progress.show
         )
     except KeyboardInterrupt:
         print(f"\nPaused. Run the same command again to continue {filename}.", file=sys.stderr)
@@ -114,11 +122,10 @@ def _download(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
-def _resolve_source(args: argparse.Namespace, catalog: Catalog, hub: Hub) -> tuple[str, str, str | None]:
-    """(repo, file, sha256 the catalog pins or None) for `download ID` or `download REPO FILE`."""
+def _resolve_source(args: argparse.Namespace, catalog: Catalog, hub: Hub) -> tuple[str, str]:
+    """(repo, file) for `download ID` or `download REPO FILE`; the hub applies the catalog's pins."""
     if args.file is not None:
-        found = catalog.find_file(args.source, args.file)
-        return args.source, args.file, found[1].sha256 if found else None
+        return args.source, args.file
     if "/" in args.source:
         listed = hub.list_gguf_files(args.source, machine=hardware.detect_machine(), n_ctx=RECOMMEND_CONTEXT)
         files = ", ".join(
@@ -139,7 +146,7 @@ def _resolve_source(args: argparse.Namespace, catalog: Catalog, hub: Hub) -> tup
         raise DownloadError(f"{entry.display_name} is not offered as {args.quant}. Offered: {offered}.")
     if file.repo is None:
         raise DownloadError(f"{entry.display_name} {file.quant} comes with slmchat; there is nothing to download.")
-    return file.repo, file.file, file.sha256
+    return file.repo, file.file
 
 
 class _ProgressLine:
@@ -176,6 +183,8 @@ class _ProgressLine:
 
 # --- import and remove -------------------------------------------------------------------------
 def _import(args: argparse.Namespace, paths: Paths) -> int:
+    path = Path(args.path)
+    load_catalog().check_named_file(path.name, check_gguf(path))  # the wrong model under a catalog name
     model = ModelLibrary(paths).import_file(args.path, copy=args.copy)
     where = "copied into slmchat's folder" if model.owned else f"used where it is ({model.path})"
     print(f"Imported {model.info.name if model.info else model.path.name} as {model.id}, {where}.")

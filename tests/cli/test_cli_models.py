@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import hostile_gguf
 import pytest
 
 from slmchat.cli import main
 from slmchat.core.gguf.check import check_gguf
+from slmchat.core.models import catalog as catalog_module
 from slmchat.core.models import hardware
 from slmchat.core.models.catalog import RECOMMEND_CONTEXT, load_catalog
 
@@ -128,3 +131,33 @@ def test_importing_something_that_is_not_a_model_fails_plainly(capsys, tmp_path)
     bogus.write_text("hello")
     code, _, err = run(capsys, "import", str(bogus))
     assert code == 1 and err.startswith("slmchat: ")
+
+
+def test_download_by_catalog_id_fetches_the_pinned_commit_not_main(capsys, hub_env, smollm2_path, tmp_path, monkeypatch):
+    raw = json.loads(catalog_module.default_path().read_text(encoding="utf-8"))
+    entry = next(m for m in raw["models"] if m["id"] == "smollm2-135m-instruct")
+    item = next(f for f in entry["files"] if f["quant"] == entry["default_quant"])
+    repo = hub_env.add_repo(item["repo"], {item["file"]: smollm2_path})
+    pinned_at = repo.head
+    item.update(revision=pinned_at, size_bytes=smollm2_path.stat().st_size, verified=True, unconfirmed=[],
+                sha256=hashlib.sha256(smollm2_path.read_bytes()).hexdigest())
+    entry["sources"].append(f"test pin at {pinned_at}")
+    (tmp_path / "catalog.json").write_text(json.dumps(raw), encoding="utf-8")
+    monkeypatch.setattr(catalog_module, "default_path", lambda: tmp_path / "catalog.json")
+    hub_env.reupload(item["repo"], item["file"], hostile_gguf.unknown_architecture(smollm2_path, tmp_path).path)
+
+    code, out, err = run(capsys, "download", "smollm2-135m-instruct")
+    assert code == 0, err
+    (get,) = hub_env.downloads_of(item["file"])
+    assert get.path == f"/{item['repo']}/resolve/{pinned_at}/{item['file']}"
+
+
+def test_importing_another_model_under_a_catalog_files_name_is_refused(capsys, tmp_path, smollm2_path, slmchat_home):
+    impostor = Path(shutil.copy(smollm2_path, tmp_path / "SmolLM2-360M-Instruct.Q4_K_M.gguf"))
+    code, _, err = run(capsys, "import", str(impostor))
+    assert code == 1 and "named like SmolLM2 360M Instruct but holds a different model" in err
+    _, listing, _ = run(capsys, "models")
+    assert "SmolLM2-360M" not in listing.split("Catalog")[0]
+    honest = Path(shutil.copy(smollm2_path, tmp_path / "SmolLM2-135M-Instruct.Q8_0.gguf"))  # same model, other quant name
+    code, out, err = run(capsys, "import", str(honest))
+    assert code == 0, err
