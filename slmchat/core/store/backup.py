@@ -135,6 +135,32 @@ def prune(database: Path, keep: int = KEEP) -> list[Path]:
     return removed
 
 
+def forget(database: Path, conversation_ids: list[int]) -> None:
+    """Delete these conversations (messages, index rows and vectors with them) from every backup:
+    "delete forever" means the backups too, so neither a restore nor a salvage brings them back.
+
+    Quick (no rewrite); the words stay in the files' free pages until `compact()`. A backup that
+    cannot be changed is logged and left: the deletion in the live database must not fail for it.
+    """
+    marks = ", ".join("?" * len(conversation_ids))
+    for backup in list_backups(database):
+        try:
+            with contextlib.closing(sqlite3.connect(backup.path, timeout=5.0)) as copy, copy:
+                copy.execute("PRAGMA foreign_keys = ON")
+                copy.execute(f"DELETE FROM conversations WHERE id IN ({marks})", conversation_ids)
+        except sqlite3.Error:
+            log.warning("could not delete conversations %s from the backup %s", conversation_ids, backup.path,
+                        exc_info=True)
+
+
+def compact(database: Path) -> None:
+    """Rewrite every backup that has free pages (left by `forget`), so deleted words leave its bytes."""
+    for backup in list_backups(database):
+        with contextlib.closing(sqlite3.connect(backup.path, timeout=5.0)) as copy:
+            if copy.execute("PRAGMA freelist_count").fetchone()[0]:
+                copy.execute("VACUUM")
+
+
 def copy_into(backup: Path, database: Path) -> None:
     """Replace the contents of `database` with those of `backup`, in one transaction.
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from slmchat.core.errors import DatabaseBusy, DatabaseFull, StoreError
 from slmchat.core.generation import GenerationSettings, GenerationStats, Role
 from slmchat.core.store.connection import Recovery, connect, connect_read_only, is_busy, open_recovering
+from slmchat.core.store import backup as backups
 from slmchat.core.store.reader import Reader
 from slmchat.core.store.records import (
     STATUS_FOR_REASON,
@@ -70,16 +71,18 @@ def purge_file(path: Path) -> bool:
     """
     db = connect(path)
     try:
-        return _purge(db)
+        return _purge(db, path)
     finally:
         db.close()
 
 
-def _purge(db: Database) -> bool:
+def _purge(db: Database, path: Path) -> bool:
     for fts in ("messages_fts", "conversations_fts"):
         db.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
     db.vacuum()
     busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    if path.is_file():
+        backups.compact(path)
     return busy == 0
 
 
@@ -237,17 +240,25 @@ class Store(Reader):
     def delete_forever(self, conversation_id: int) -> None:
         """Delete a trashed conversation with its messages, search index rows and embeddings.
 
-        The words can linger in free pages of the file until `purge()`.
+        The words can linger in free pages of the file, and in the backups, until `purge()`.
         """
         if self.conversation(conversation_id).deleted_at is None:
             raise StoreError("Only conversations in the trash can be deleted for good.")
         self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+        self._forget_in_backups([conversation_id])
 
     @_write
     def empty_trash(self) -> int:
         """Delete every trashed conversation for good; returns how many."""
+        trashed = [row[0] for row in self.db.execute("SELECT id FROM conversations WHERE deleted_at IS NOT NULL")]
         with self.db.atomic():
-            return self.db.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL").rowcount
+            self.db.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL")
+        self._forget_in_backups(trashed)
+        return len(trashed)
+
+    def _forget_in_backups(self, conversation_ids: list[int]) -> None:
+        if conversation_ids and self._lease is not None:  # a file, not ":memory:"
+            backups.forget(self.path, conversation_ids)
 
     def purge(self) -> bool:
         """Rewrite the file so deleted text is gone from its bytes; True when fully done.
@@ -257,7 +268,7 @@ class Store(Reader):
         big database (it rewrites the whole file): run it after emptying the trash, not per
         message. False means an open reader kept the log from being emptied; run it again later.
         """
-        return _purge(self.db)
+        return _purge(self.db, self.path)
 
     # --- messages -------------------------------------------------------------------------
     @_write

@@ -96,3 +96,48 @@ def test_a_backup_that_hits_a_full_disk_fails_cleanly(tmp_path: Path) -> None:
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     with Store(path) as store:
         assert len(store.conversations()) == 40
+
+
+def test_delete_forever_removes_the_conversation_from_every_backup_at_the_purge(tmp_path: Path) -> None:
+    """"Delete forever" means the backups too: after the purge no file in the data folder holds
+    the words, and the conversations the user kept are still in the backups."""
+    secret, kept = "my bank password is tulip-4471", "a recipe for lentil soup"
+    path = tmp_path / "slmchat.db"
+    with Store(path) as store:
+        gone = store.new_conversation()
+        store.add_user_message(gone.id, secret)
+        stays = store.new_conversation()
+        store.add_user_message(stays.id, kept)
+        backup.make_backup(path)
+        backup.make_backup(path)
+        store.trash(gone.id)
+        store.delete_forever(gone.id)
+        assert any(secret.encode() in file.read_bytes() for file in tmp_path.rglob("*") if file.is_file())
+        store.purge()
+
+    files = [file for file in tmp_path.rglob("*") if file.is_file()]
+    assert len([file for file in files if file.parent.name == "backups"]) == 2
+    assert not [file for file in files if secret.encode() in file.read_bytes()]
+    for made in backup.list_backups(path):
+        with sqlite3.connect(made.path) as copy:
+            assert copy.execute("SELECT content FROM messages").fetchall() == [(kept,)]
+
+
+def test_a_conversation_deleted_for_good_does_not_come_back_when_a_damaged_database_is_salvaged(
+        tmp_path: Path) -> None:
+    path = tmp_path / "slmchat.db"
+    with Store(path) as store:
+        gone = store.new_conversation(title="deleted for good")
+        store.add_user_message(gone.id, "forget me")
+        backup.make_backup(path)  # made while the conversation still existed
+        store.trash(gone.id)
+        store.delete_forever(gone.id)
+        stays = store.new_conversation(title="kept")
+        store.add_user_message(stays.id, "keep me")
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\x00" * (4096 - 100)  # the schema page: nothing readable but the backup
+    path.write_bytes(bytes(data))
+
+    with Store(path) as recovered:
+        assert recovered.recovery is not None
+        assert "deleted for good" not in [c.title for c in recovered.conversations()]
