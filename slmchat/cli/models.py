@@ -8,10 +8,8 @@ import sys
 import time
 from typing import TextIO
 
-from pathlib import Path
-
 from slmchat.core.errors import DownloadError, UnknownModel
-from slmchat.core.gguf.check import GGUFInfo, check_gguf
+from slmchat.core.gguf.check import GGUFInfo
 from slmchat.core.models import hardware
 from slmchat.core.models.catalog import (
     RECOMMEND_CONTEXT,
@@ -183,8 +181,6 @@ class _ProgressLine:
 
 # --- import and remove -------------------------------------------------------------------------
 def _import(args: argparse.Namespace, paths: Paths) -> int:
-    path = Path(args.path)
-    load_catalog().check_named_file(path.name, check_gguf(path))  # the wrong model under a catalog name
     model = ModelLibrary(paths).import_file(args.path, copy=args.copy)
     where = "copied into slmchat's folder" if model.owned else f"used where it is ({model.path})"
     print(f"Imported {model.info.name if model.info else model.path.name} as {model.id}, {where}.")

@@ -38,6 +38,10 @@ class UnsupportedModel(ModelFileError):
     """A well-formed file of an architecture or kind this app cannot run."""
 
 
+class WrongModel(ModelFileError):
+    """A file named like a catalog file whose GGUF header describes another model."""
+
+
 class WrongModelRole(UnsupportedModel):
     """A model asked for a role it does not have (a chat model asked to translate); refused from
     its metadata, before any process starts."""
@@ -124,6 +128,11 @@ class UnknownModel(LibraryError, LookupError):
 
 class CannotRemoveModel(LibraryError):
     """The starter model ships with the app and stays."""
+
+
+# --- the app ------------------------------------------------------------------------------
+class AppNotAnswering(SlmchatError):
+    """Another slmchat holds the data folder but never answered (it hangs)."""
 
 
 # --- the store ----------------------------------------------------------------------------

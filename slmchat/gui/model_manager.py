@@ -72,6 +72,20 @@ def _fit_label(fit: hardware.Fit | None) -> QLabel:
     return label
 
 
+UNVERIFIED_TEXT = ("Not yet verified by slmchat: your first download of it is remembered, and later "
+                   "downloads must be exactly the same file.")
+
+
+def _link_label(text: str) -> QLabel:
+    """A muted rich-text label whose links open in the browser: only for text we built and escaped."""
+    label = QLabel(text)
+    label.setProperty("role", "muted")
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setOpenExternalLinks(True)
+    return label
+
+
 class CatalogCard(QFrame):
     """One catalog model: what it is good for, its size and needs, its licence, and Download."""
 
@@ -104,11 +118,17 @@ class CatalogCard(QFrame):
         licence = html.escape(entry.license)
         if entry.license_url:
             licence = f'<a href="{html.escape(entry.license_url)}">{licence}</a>'
-        licence_label = QLabel(f"Licence: {licence}")  # rich text: our link, escaped catalog text
-        licence_label.setProperty("role", "muted")
-        licence_label.setTextFormat(Qt.TextFormat.RichText)
-        licence_label.setOpenExternalLinks(True)
-        layout.addWidget(licence_label)
+        if entry.license_note:
+            licence += f" — {html.escape(entry.license_note)}"
+        layout.addWidget(_link_label(f"Licence: {licence}"))
+        if entry.gated_terms_url:  # an open GGUF of a gated original: its publisher's terms still apply
+            self.terms = _link_label(f'By using this model you accept <a href="{html.escape(entry.gated_terms_url)}">'
+                                     "its publisher's terms</a>.")
+            layout.addWidget(self.terms)
+        if self.file is not None and self.file.repo and not self.file.verified:
+            self.unverified = plain_label(UNVERIFIED_TEXT, "muted", wrap=True)
+            self.unverified.setToolTip(as_rich_text(self.file.unverified_reason))  # the maintainer's detail
+            layout.addWidget(self.unverified)
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("Hugging Face access token (this model is gated)")

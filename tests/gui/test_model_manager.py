@@ -27,20 +27,42 @@ def manager(qtbot, make_window, fake_hub: FakeHub, smollm2_path, monkeypatch):  
     return window, dialog, card
 
 
-def test_a_catalog_download_shows_progress_and_the_model_becomes_usable(qtbot, manager):
+def test_another_model_under_a_catalog_file_s_name_is_downloaded_then_refused_and_nothing_kept(qtbot, manager):
+    """The loopback hub serves SmolLM2-135M's real bytes under the 360M entry's file name: the bytes
+    arrive (progress to the end), then the header check refuses them with a sentence that says why."""
     window, dialog, card = manager
     progress: list[float] = []
     window.downloads.progress.connect(lambda _key, p: progress.append(p.fraction))
     card.download_button.click()
     assert card.cancel_button.isVisible() and card.pause_button.isVisible()
-    qtbot.waitUntil(lambda: card.use_button.isVisible(), timeout=60_000)
+    qtbot.waitUntil(lambda: "holds a different model" in card.status.text(), timeout=60_000)
 
     assert progress and progress[-1] == pytest.approx(1.0)
-    assert card.status.text() == "On this computer"
-    downloaded = window.library.find_download(REPO, FILE)
+    assert card.download_button.isVisible() and not card.use_button.isVisible()
+    assert window.library.find_download(REPO, FILE) is None
+    assert not any(window.paths.downloads.glob("*.part")) and not any(window.paths.models.glob("*.gguf"))
+
+
+def test_a_hub_search_download_shows_progress_and_the_model_becomes_usable(qtbot, manager, fake_hub: FakeHub,  # noqa: F811
+                                                                         smollm2_path):
+    window, dialog, _card = manager
+    fake_hub.add_repo("someone/my-small-chat-GGUF", {"my-small-chat.Q4_1.gguf": smollm2_path}, downloads=3)
+    search = dialog.tabs.widget(2)
+    search.query.setText("my-small-chat")
+    search.query.returnPressed.emit()
+    qtbot.waitUntil(lambda: search.repos.count() == 1, timeout=30_000)
+    search.repos.setCurrentRow(0)
+    qtbot.waitUntil(lambda: search.files.count() == 1, timeout=30_000)
+    search.files.setCurrentRow(0)
+    progress: list[float] = []
+    window.downloads.progress.connect(lambda _key, p: progress.append(p.fraction))
+    search.download_button.click()
+    qtbot.waitUntil(lambda: "is ready" in search.status.text(), timeout=60_000)
+
+    assert progress and progress[-1] == pytest.approx(1.0)
+    downloaded = window.library.find_download("someone/my-small-chat-GGUF", "my-small-chat.Q4_1.gguf")
     assert downloaded is not None and downloaded.usable
-    switcher = window.model_bar.switcher
-    assert switcher.findData(downloaded.id) >= 0  # it joined the model switcher
+    assert window.model_bar.switcher.findData(downloaded.id) >= 0  # it joined the model switcher
 
 
 def test_cancel_during_a_stalled_download_registers_nothing(qtbot, manager, fake_hub: FakeHub):  # noqa: F811
@@ -107,3 +129,15 @@ def test_removing_a_model_takes_it_out_of_the_list_and_the_switcher(qtbot, manag
     assert all(m.id != model.id for m in window.library.list())
     assert window.model_bar.switcher.findData(model.id) < 0
     assert own_file.exists()  # used where it was: slmchat forgets it but never deletes the user's file
+
+
+def test_cards_say_whose_terms_apply_and_which_downloads_slmchat_has_not_verified(qtbot, manager):
+    _window, dialog, _card = manager
+    cards = {card.entry.id: card for card in dialog.cards}
+    llama = cards["llama-3.2-1b-instruct"]  # an open GGUF of a gated original
+    assert "publisher's terms" in llama.terms.text() and llama.entry.gated_terms_url in llama.terms.text()
+    assert llama.file.verified and not hasattr(llama, "unverified")  # pinned: revision, size, sha256
+    unpinned = next(card for card in dialog.cards if card.file and card.file.repo and not card.file.verified)
+    assert unpinned.unverified.text().startswith("Not yet verified by slmchat")
+    assert unpinned.file.unverified_reason[:30] in unpinned.unverified.toolTip()
+    assert not hasattr(cards["smollm2-360m-instruct"], "terms")  # Apache-2.0: no publisher's gate

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slmchat import paths
-from slmchat.core.errors import ModelFileError, SlmchatError
+from slmchat.core.errors import SlmchatError, WrongModel
 from slmchat.core.models import hardware
 
 SCHEMA_VERSION = 2
@@ -45,10 +45,6 @@ _HEADER_SHAPE = ("block_count", "embedding_length", "head_count", "head_count_kv
 
 class CatalogError(SlmchatError):
     """The model list shipped with the app is damaged (a bug in a release, never user data)."""
-
-
-class WrongModel(ModelFileError):
-    """A file named like a catalog file whose GGUF header describes another model."""
 
 
 class ModelRole(str, enum.Enum):

@@ -50,11 +50,12 @@ from slmchat.core.errors import (
     SlmchatError,
     UnsafeName,
     UnsupportedModel,
+    WrongModel,
 )
 from slmchat.core.gguf.check import GGUFInfo, HeaderIncomplete, check_gguf, read_gguf_header
 from slmchat.core.gguf.tables import SUPPORTED_ARCHITECTURES
 from slmchat.core.models import hardware
-from slmchat.core.models.catalog import Catalog, CatalogEntry, WrongModel, check_header, load_catalog
+from slmchat.core.models.catalog import Catalog, CatalogEntry, check_header, load_catalog
 from slmchat.core.models.first_downloads import FirstDownload, FirstDownloads
 from slmchat.core.models.library import (
     LibraryModel,

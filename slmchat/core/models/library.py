@@ -31,6 +31,7 @@ from slmchat.core.errors import (
     UnknownModel,
 )
 from slmchat.core.gguf.check import GGUFInfo, check_gguf
+from slmchat.core.models.catalog import load_catalog
 from slmchat.paths import Paths, starter_model
 
 log = logging.getLogger(__name__)
@@ -216,9 +217,13 @@ class ModelLibrary:
         return self._register(entry, match=lambda e: (e.get("repo_id"), e.get("filename")) == (state.repo_id, state.filename))
 
     def import_file(self, path: str | os.PathLike[str], copy: bool) -> LibraryModel:
-        """Add a GGUF from disk: used where it is, or copied into the models folder (the user's choice)."""
+        """Add a GGUF from disk: used where it is, or copied into the models folder (the user's choice).
+
+        A file named like a catalog file must hold that model (WrongModel otherwise), in the window
+        and the CLI alike.
+        """
         source = Path(path).expanduser().resolve()
-        self._checked(source)
+        load_catalog().check_named_file(source.name, self._checked(source))
         if not copy:
             entry = {"source": ModelSource.IMPORTED.value, "path": str(source), "owned": False}
             return self._register(entry, match=lambda e: not e.get("owned") and e.get("path") == str(source))

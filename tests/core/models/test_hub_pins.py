@@ -7,20 +7,17 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import hostile_gguf
 import pytest
 
 from slmchat.core.errors import DownloadVerificationFailed
 from slmchat.core.models import hardware
-from slmchat.core.models.catalog import WrongModel, load_catalog
+from slmchat.core.errors import WrongModel
+from slmchat.core.models.catalog import load_catalog
 from slmchat.core.models.hub import Hub, UnsupportedArchitecture
 from slmchat.core.models.library import ModelLibrary
 from slmchat.paths import Paths
-
-if TYPE_CHECKING:
-    from hub_server import FakeHub
 
 CATALOG = Path(__file__).resolve().parents[3] / "assets" / "catalog.json"
 REPO_360M = "mradermacher/SmolLM2-360M-Instruct-GGUF"

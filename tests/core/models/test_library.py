@@ -16,6 +16,7 @@ from slmchat.core.errors import (
     ModelFileMissing,
     NotAGGUF,
     UnknownModel,
+    WrongModel,
 )
 from slmchat.core.models.library import ModelLibrary, ModelSource, PartialState
 from slmchat.paths import Paths, starter_model
@@ -316,4 +317,14 @@ def test_malformed_registry_entries_are_skipped_and_the_rest_still_listed(librar
     )
     assert [m.id for m in library.list()][1:] == ["good"]
     (library.paths.data / library_module.REGISTRY_FILE).write_text(json.dumps({"models": {"good": 1}}))
+    assert [m.source for m in library.list()] == [ModelSource.STARTER]
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_another_model_under_a_catalog_file_s_name_is_refused_on_import(library, smollm2_path, tmp_path, copy):
+    """The window's import and the CLI's share this check: SmolLM2-135M named like the 360M file."""
+    impostor = tmp_path / "SmolLM2-360M-Instruct.Q4_K_M.gguf"
+    shutil.copyfile(smollm2_path, impostor)
+    with pytest.raises(WrongModel, match="holds a different model"):
+        library.import_file(impostor, copy=copy)
     assert [m.source for m in library.list()] == [ModelSource.STARTER]
