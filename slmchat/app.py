@@ -78,10 +78,8 @@ def build_window(paths: Paths, app: object) -> object:
         catalog = None
     window = MainWindow(controller, session, library, paths, settings, catalog,
                         theme, first_run)
-    if store.recovered_from is not None:
-        window.notice.show_message(
-            f"The chat database was damaged, so it was set aside at {store.recovered_from} and a "
-            "new one was started. Nothing was deleted.", error=True)
+    if store.recovery is not None:
+        window.notice.show_message(store.recovery.describe(), error=True)
     return window
 
 
@@ -103,8 +101,9 @@ def run_gui(paths: Paths) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from slmchat.core.errors import SlmchatError
-    from slmchat.gui.single_instance import AppNotAnswering, InstanceServer, claim
+    from slmchat.core.errors import AppNotAnswering, SlmchatError
+    from slmchat.gui.plain_text import as_rich_text
+    from slmchat.gui.single_instance import InstanceServer, claim
     from slmchat.logsetup import setup_logging
 
     setup_logging(paths)
@@ -115,7 +114,7 @@ def run_gui(paths: Paths) -> int:
     try:
         instance = claim(paths.data)
     except AppNotAnswering as error:
-        QMessageBox.critical(None, "slmchat cannot start", str(error))
+        QMessageBox.critical(None, "slmchat cannot start", as_rich_text(str(error)))
         return 1
     if instance is None:
         log.info("another slmchat has this data folder: asked it to come forward")
@@ -124,7 +123,7 @@ def run_gui(paths: Paths) -> int:
         try:
             window = build_window(paths, app)
         except SlmchatError as error:  # e.g. a database from a newer slmchat: refuse, touch nothing
-            QMessageBox.critical(None, "slmchat cannot start", str(error))
+            QMessageBox.critical(None, "slmchat cannot start", as_rich_text(str(error)))  # may quote a path
             return 1
         window.show()
         InstanceServer(paths.data, lambda: bring_forward(window), window)

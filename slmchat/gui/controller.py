@@ -164,6 +164,7 @@ class ChatController(QObject):
         if conversation_id == self.conversation_id and message_id is None:
             return
         self.stop()
+        self.store.mark_abandoned_replies()  # a reply whose writer (say a CLI chat) died since
         if message_id is not None:
             self.store.select(message_id)
         self.conversation_id = conversation_id
@@ -383,7 +384,7 @@ class ChatController(QObject):
         database refuses (core's `StoreError`: busy past its timeout, disk full), say why and
         `what_now`. Anything else is a bug: logged, and still never costs the user's text."""
         try:
-            with self.store.db.atomic():
+            with self.store.transaction():
                 return write()
         except Exception as error:
             self.error.emit(f"{user_message(error, self.log_file)} {what_now}")

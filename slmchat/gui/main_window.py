@@ -476,6 +476,7 @@ class MainWindow(QMainWindow):
 
         dialog = SettingsDialog(self.settings, self.paths, self.controller, self)
         dialog.saved.connect(self.apply_settings)
+        dialog.restored.connect(lambda _undo: self.refresh_conversations())  # the store reads the restored file
         return dialog
 
     def open_settings(self) -> None:

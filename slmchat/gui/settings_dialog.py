@@ -282,6 +282,7 @@ class SettingsDialog(QDialog):
             "from this list.")
         if answer != QMessageBox.StandardButton.Yes:
             return
+        self.controller.new_chat()  # no reply may stream into the conversations being replaced
         try:
             undo = restore_backup(self.controller.store.path, backup.path)
         except SlmchatError as error:
@@ -290,7 +291,7 @@ class SettingsDialog(QDialog):
         self._show_backups()
         QMessageBox.information(
             self, "Backup restored",
-            "The backup is restored. Restart slmchat to see its conversations.")
+            "The backup is restored: its conversations are in the list.")
         self.restored.emit(undo)
 
     def _browse(self) -> None:

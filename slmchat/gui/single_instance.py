@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+
+from slmchat.core.errors import AppNotAnswering
 from PySide6.QtCore import QObject
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
@@ -23,14 +25,6 @@ LOCK_FILE = "slmchat.instance.lock"
 CONNECT_TIMEOUT_MS = 500
 WAIT_FOR_HOLDER_S = 30.0  # the holder listens once its window is built: seconds on a slow machine
 RETRY_S = 0.1
-
-
-class AppNotAnswering(Exception):
-    """Another slmchat holds the data folder but never answered (it hangs)."""
-
-    def __str__(self) -> str:
-        return ("slmchat is already open with this data folder but does not respond. Close it (or "
-                "end it in your task manager), then start slmchat again.")
 
 
 def server_name(data_folder: Path) -> str:
@@ -57,7 +51,9 @@ def claim(data_folder: Path, wait_s: float = WAIT_FOR_HOLDER_S) -> FileLock | No
         if ask_running_app_to_show(data_folder):
             return None
         if time.monotonic() >= deadline:
-            raise AppNotAnswering()
+            raise AppNotAnswering(
+                "slmchat is already open with this data folder but does not respond. Close it (or "
+                "end it in your task manager), then start slmchat again.")
         time.sleep(RETRY_S)
 
 

@@ -39,6 +39,7 @@ from slmchat.core.store.recording import session_key
 from slmchat.core.store.records import Conversation
 from slmchat.core.store.store import Store, purge_file
 from slmchat.gui.model_session import ModelSession
+from slmchat.gui.plain_text import as_rich_text
 from slmchat.gui.workers import run_task
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class TrashDialog(QDialog):
         self.delete_button.setEnabled(chosen)
 
     def _confirm(self, question: str) -> bool:
-        answer = QMessageBox.question(self, "Delete forever", question + " This can't be undone.")
+        answer = QMessageBox.question(self, "Delete forever", as_rich_text(question + " This can't be undone."))
         return answer == QMessageBox.StandardButton.Yes
 
     def _restore(self) -> None:

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from slmchat.gui.plain_text import make_plain
+
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -71,7 +73,7 @@ class Welcome(QWidget):
         self.start_button.setAccessibleName("Start chatting with the starter model")
         self.start_button.setMinimumHeight(40)
         self.start_button.clicked.connect(self.start_chat)
-        self.starter_note = QLabel()
+        self.starter_note = make_plain(QLabel())  # model names and error texts come from outside
         self.starter_note.setProperty("role", "muted")
         self.starter_note.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.starter_note.setWordWrap(True)
@@ -87,20 +89,20 @@ class Welcome(QWidget):
         heading.setProperty("role", "muted")
         card.addWidget(heading)
         top = QHBoxLayout()
-        self.rec_name = QLabel()
+        self.rec_name = make_plain(QLabel())  # model names and error texts come from outside
         self.rec_name.setProperty("role", "heading")
         top.addWidget(self.rec_name, 1)
         self.rec_fit = QLabel()
         top.addWidget(self.rec_fit)
         card.addLayout(top)
-        self.rec_text = QLabel()
+        self.rec_text = make_plain(QLabel())  # model names and error texts come from outside
         self.rec_text.setWordWrap(True)
         card.addWidget(self.rec_text)
         bottom = QHBoxLayout()
         self.rec_progress = QProgressBar()
         self.rec_progress.setTextVisible(False)
         self.rec_progress.hide()
-        self.rec_status = QLabel()
+        self.rec_status = make_plain(QLabel())  # model names and error texts come from outside
         self.rec_status.setProperty("role", "muted")
         self.rec_button = QPushButton("Download")
         self.rec_button.setAccessibleName("Download the recommended model")

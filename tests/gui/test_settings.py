@@ -87,7 +87,10 @@ def test_the_data_tab_lists_backups_and_restores_one_after_a_confirmation(qtbot,
     with qtbot.waitSignal(dialog.restored) as restored:
         dialog.restore_button.click()
     assert [c.title for c in store.conversations()] == ["Kept in the backup"]
-    assert told and "Restart slmchat" in told[0]
+    assert told and "its conversations are in the list" in told[0]
+    sidebar = window.sidebar
+    shown = [sidebar.list.item(row).text() for row in range(sidebar.list.count())]
+    assert "Kept in the backup" in shown and "Written after the backup" not in shown  # the list was reread
     undo = restored.args[0]
     assert undo.conversations == 2  # the conversations from before the restore, kept
     assert dialog.backups.count() == 2 == len(list_backups(store.path))

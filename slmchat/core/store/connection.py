@@ -83,12 +83,6 @@ class Recovery:
         return f"The conversation database was damaged: {found}. The damaged file was kept at {self.damaged_file}."
 
 
-def open_database(path: Path) -> tuple[Database, Path | None]:
-    """`open_recovering`, reporting only where a damaged file was moved."""
-    db, recovery = open_recovering(path)
-    return db, None if recovery is None else recovery.damaged_file
-
-
 def open_recovering(path: Path) -> tuple[Database, Recovery | None]:
     """Open (creating, checking, salvaging, backing up, upgrading) the database at `path`.
 

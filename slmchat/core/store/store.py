@@ -11,18 +11,19 @@ ever overwritten; each conversation remembers the leaf of the branch it shows.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from slmchat.core.errors import DatabaseBusy, DatabaseFull, StoreError
 from slmchat.core.generation import GenerationSettings, GenerationStats, Role
-from slmchat.core.store.connection import Recovery, connect, connect_read_only, is_busy, open_recovering
+from slmchat.core.store.connection import connect, connect_read_only, is_busy, open_recovering
 from slmchat.core.store import backup as backups
 from slmchat.core.store.reader import Reader
 from slmchat.core.store.records import (
@@ -133,10 +134,11 @@ class Store(Reader):
         self._lease = None if str(path) == ":memory:" else Lease(self.path)
         self.interrupted: list[int] = self.mark_abandoned_replies()
 
-    @property
-    def recovered_from(self) -> Path | None:
-        """Where the damaged file was moved, when it was."""
-        return None if self.recovery is None else self.recovery.damaged_file
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes as one: all of them are stored, or (on any error) none. Nestable."""
+        with self.db.atomic():
+            yield
 
     def close(self) -> None:
         super().close()

@@ -108,7 +108,7 @@ def test_a_damaged_database_is_set_aside_with_its_write_ahead_log(tmp_path: Path
     path.write_bytes(b"\x00garbage" * 1000)
     Path(f"{path}-wal").write_bytes(b"log bytes")
     with Store(path) as store:
-        assert Path(f"{store.recovered_from}-wal").read_bytes() == b"log bytes"
+        assert Path(f"{store.recovery.damaged_file}-wal").read_bytes() == b"log bytes"
 
 
 def test_a_locked_database_is_reported_not_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
