@@ -31,6 +31,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", metavar="DIR", help=f"keep all data under DIR (same as {HOME_ENV}=DIR)")
     parser.add_argument("--self-test", metavar="MODEL", type=Path,
                         help="start headless, load MODEL (a .gguf), generate a few tokens, exit 0 if all worked")
+    parser.add_argument("model", nargs="?", metavar="MODEL.gguf", type=Path,
+                        help="a model file to add to your models (used where it is) and chat with: what "
+                             "opening a .gguf file with slmchat does")
     return parser.parse_args(argv)
 
 
@@ -97,7 +100,7 @@ def start_background_work(window: object) -> None:
         window.load_default_model()
 
 
-def run_gui(paths: Paths) -> int:
+def run_gui(paths: Paths, open_file: Path | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -112,7 +115,7 @@ def run_gui(paths: Paths) -> int:
     app.setApplicationDisplayName("slmchat")
     app.setDesktopFileName("slmchat")
     try:
-        instance = claim(paths.data)
+        instance = claim(paths.data, open_file=open_file)
     except AppNotAnswering as error:
         QMessageBox.critical(None, "slmchat cannot start", as_rich_text(str(error)))
         return 1
@@ -126,19 +129,23 @@ def run_gui(paths: Paths) -> int:
             QMessageBox.critical(None, "slmchat cannot start", as_rich_text(str(error)))  # may quote a path
             return 1
         window.show()
-        InstanceServer(paths.data, lambda: bring_forward(window), window)
+        InstanceServer(paths.data, lambda file: bring_forward(window, file), window)
         log.info("window open for %s", paths.data)
         QTimer.singleShot(0, lambda: start_background_work(window))
+        if open_file is not None:
+            QTimer.singleShot(0, lambda: window.open_model_file(open_file))
         return app.exec()
     finally:
         instance.release()
 
 
-def bring_forward(window: object) -> None:
-    log.info("another start asked this window to come forward")
+def bring_forward(window: object, open_file: Path | None) -> None:
+    log.info("another start asked this window to come forward%s", f" and open {open_file}" if open_file else "")
     window.showNormal()
     window.raise_()
     window.activateWindow()
+    if open_file is not None:
+        window.open_model_file(open_file)
 
 
 def self_test(model_path: Path) -> int:
@@ -198,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[HOME_ENV] = args.data_dir
     if args.self_test is not None:
         return self_test(args.self_test)
-    return run_gui(resolve_paths())
+    return run_gui(resolve_paths(), args.model)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ It holds no rules of its own: user intent goes to `ChatController` (conversation
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QUrl
@@ -51,6 +52,7 @@ from slmchat.gui.task_models import roles
 from slmchat.gui.theme import Theme
 from slmchat.gui.trash import Trash, TrashDialog
 from slmchat.gui.welcome import Recommendation, Welcome
+from slmchat.gui.workers import run_task
 from slmchat.paths import Paths
 from slmchat.settings import Settings
 
@@ -382,6 +384,17 @@ class MainWindow(QMainWindow):
                 self.pages.setCurrentIndex(0)
                 self.switch_model(model.id)
                 self.new_chat()
+
+    def open_model_file(self, path: Path) -> None:
+        """A .gguf opened with slmchat: add it to the models, used where it is, and chat with it."""
+        library = self.library
+
+        def done(model: LibraryModel) -> None:
+            self.refresh_models()
+            self.switch_model(model.id)
+
+        run_task(lambda: library.import_file(path, copy=False), done,
+                 lambda error: self.notice.show_message(user_message(error, self.paths.log_file), error=True))
 
     def switch_model(self, model_id: str) -> None:
         """Load another model; the open conversation stays and continues with it."""

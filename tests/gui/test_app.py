@@ -58,10 +58,12 @@ def test_the_window_starts_and_detects_the_hardware_without_loading_llama_cpp_nu
     assert modules == "[]"
 
 
-def test_a_second_start_brings_the_running_window_forward(qtbot, tmp_path):
-    shown: list[bool] = []
-    server = InstanceServer(tmp_path, lambda: shown.append(True))
+def test_a_second_start_brings_the_running_window_forward_with_the_file_it_was_given(qtbot, tmp_path):
+    shown: list[Path | None] = []
+    server = InstanceServer(tmp_path, shown.append)
     assert ask_running_app_to_show(tmp_path)
-    qtbot.waitUntil(lambda: shown == [True], timeout=3000)
+    qtbot.waitUntil(lambda: shown == [None], timeout=3000)
+    assert ask_running_app_to_show(tmp_path, tmp_path / "a model with spaces.gguf")
+    qtbot.waitUntil(lambda: shown == [None, tmp_path / "a model with spaces.gguf"], timeout=3000)
     assert not ask_running_app_to_show(tmp_path / "another data folder")
     server.deleteLater()

@@ -20,9 +20,9 @@ HANDED_OVER = "asked it to come forward"
 CAME_FORWARD = "another start asked this window to come forward"
 
 
-def start_app(home: Path) -> subprocess.Popen:
+def start_app(home: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLMCHAT_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
-    return subprocess.Popen([sys.executable, "-m", "slmchat"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "slmchat", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -49,7 +49,7 @@ def end(process: subprocess.Popen) -> None:
 @pytest.fixture
 def apps(slmchat_home):
     started: list[subprocess.Popen] = []
-    yield lambda: started.append(start_app(slmchat_home)) or started[-1]
+    yield lambda *args: started.append(start_app(slmchat_home, *args)) or started[-1]
     for process in started:
         end(process)
 
@@ -84,3 +84,22 @@ def test_after_the_app_is_killed_the_next_start_opens_the_window(apps, slmchat_h
     next_start = apps()
     wait_for(lambda: len(log_lines(slmchat_home, OPENED)) == 2, "a new window")
     assert next_start.poll() is None
+
+
+def test_a_model_file_opened_with_slmchat_joins_the_running_app_s_models(apps, slmchat_home, smollm2_path, tmp_path):
+    """What double-clicking a .gguf does once install.sh associated the type: `slmchat FILE`."""
+    from slmchat.core.models.library import ModelLibrary, ModelSource
+
+    mine = tmp_path / "downloads" / "my-chat-model.gguf"
+    mine.parent.mkdir()
+    mine.write_bytes(smollm2_path.read_bytes())
+    window = apps()
+    wait_for(lambda: log_lines(slmchat_home, OPENED), "a window")
+    assert apps(str(mine)).wait(60) == 0  # hands the file over and exits
+
+    def imported() -> list:
+        return [m for m in ModelLibrary(Paths.at(slmchat_home)).list() if m.source is ModelSource.IMPORTED]
+
+    wait_for(imported, "the running app should add the file to its models")
+    assert [m.path for m in imported()] == [mine] and not imported()[0].owned  # used where it is
+    assert window.poll() is None
