@@ -33,7 +33,12 @@ arch=$(uname -m)
 # (tests/packaging/test_bundle_libraries.py checks that nothing else is left to chance).
 gui_packages="libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3"
-if ! ldconfig -p | grep -q libxcb-cursor.so.0 || ! ldconfig -p | grep -q libxkbcommon-x11.so.0; then
+gui_libraries="libxcb-cursor.so.0 libxcb-icccm.so.4 libxcb-keysyms.so.1 libxcb-image.so.0
+  libxcb-render-util.so.0 libxcb-shape.so.0 libxcb-xkb.so.1 libxkbcommon-x11.so.0 libEGL.so.1
+  libGL.so.1 libfontconfig.so.1 libdbus-1.so.3"
+present=$(ldconfig -p)
+missing=$(for library in $gui_libraries; do grep -q " $library " <<<"$present" || echo "$library"; done)
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $gui_packages >/dev/null
   else

@@ -27,7 +27,8 @@ DEBIAN_PACKAGES = {
     "libxkbcommon.so.0": "libxkbcommon0", "libEGL.so.1": "libegl1", "libGL.so.1": "libgl1",
     "libOpenGL.so.0": "libopengl0", "libGLX.so.0": "libglx0", "libfontconfig.so.1": "libfontconfig1",
     "libfreetype.so.6": "libfreetype6", "libdbus-1.so.3": "libdbus-1-3", "libX11.so.6": "libx11-6",
-    "libX11-xcb.so.1": "libx11-xcb1", "libxcb.so.1": "libxcb1",
+    "libX11-xcb.so.1": "libx11-xcb1", "libxcb.so.1": "libxcb1", "libstdc++.so.6": "libstdc++6",
+    "libgcc_s.so.1": "libgcc-s1", "libexpat.so.1": "libexpat1",
 }
 
 
