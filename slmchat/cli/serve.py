@@ -1,0 +1,115 @@
+"""`slmchat-cli serve`: the library's models for other programs, through an OpenAI-compatible API.
+
+Each `--model` is loaded in its own process before the server starts (a model that cannot be
+served is refused in one line), then the address is printed on stdout and the server runs until
+Ctrl+C. It listens on this computer's loopback only, unless `--host` names another address:
+then every request must carry an API key (`--api-key`, or one generated and printed here).
+Nothing asked or answered through the API is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+from slmchat.cli.history import positive_int
+from slmchat.cli.model_arg import choose_model, library_paths
+from slmchat.cli.terminal import for_terminal
+from slmchat.core.errors import SlmchatError
+from slmchat.core.gguf.check import check_gguf
+from slmchat.core.serve.served import DEFAULT_MAX_WAITING, ModelChoice, ServedModels, load_models
+from slmchat.core.tasks.capabilities import capabilities
+from slmchat.paths import Paths
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="let other programs use models through an OpenAI-compatible API")
+    serve.add_argument("--model", action="append", metavar="PATH|ID",
+                       help="a GGUF file or a library id: a chat, text or embedding model; repeat it to "
+                            "serve several (default: the starter model)")
+    serve.add_argument("--host", default=DEFAULT_HOST,
+                       help=f"the address to listen on (default: {DEFAULT_HOST}, this computer only); "
+                            "any other needs an API key")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"the port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help="require \"Authorization: Bearer KEY\" on every request (generated and printed "
+                            "when --host is not a loopback address and none is given)")
+    serve.add_argument("--threads", type=positive_int, metavar="N",
+                       help="CPU threads per model (default: one per physical core)")
+    serve.add_argument("--max-queue", type=positive_int, default=DEFAULT_MAX_WAITING, metavar="N",
+                       help="requests that may wait for a busy model before others are refused with "
+                            f"HTTP 429 (default: {DEFAULT_MAX_WAITING})")
+    serve.set_defaults(func=run_serve)
+
+
+def _choices(given: list[str] | None, paths: Paths) -> list[ModelChoice]:
+    """The models to serve and the names clients use: the library id, else the file's name."""
+    known = library_paths(paths)
+    choices: dict[str, ModelChoice] = {}
+    for name in given or [None]:
+        path, recorded = choose_model(name, None, paths)
+        if not path.is_file():
+            raise SlmchatError(f'"{for_terminal(name or str(path))}" is neither a GGUF file nor the id of a '
+                               'model in your library. Run "slmchat-cli models" to see the ids.')
+        served_as = recorded if recorded in known else Path(path).stem
+        if served_as in choices:
+            raise SlmchatError(f"Two models would both be served as {for_terminal(served_as)}; give each once.")
+        choices[served_as] = ModelChoice(served_as, path, capabilities(check_gguf(path)))
+    return list(choices.values())
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """Bound here, before the server starts, so that port 0's choice is known and printed."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host.strip("[]")).version == 6 else socket.AF_INET
+    except ValueError:
+        family = socket.AF_INET  # a host name: IPv4
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as error:
+        sock.close()
+        raise SlmchatError(f"Cannot listen on {host} port {port} ({error.strerror}). "
+                           "Choose another with --port, or 0 for any free one.") from None
+    sock.listen(128)
+    return sock
+
+
+def run_serve(args: argparse.Namespace, paths: Paths) -> int:
+    # Only this command needs the web server: other commands start without loading it.
+    import uvicorn
+
+    from slmchat.core.serve.app import build_app
+    from slmchat.core.serve.guard import is_loopback
+
+    key = args.api_key
+    if not key and not is_loopback(args.host):
+        key = secrets.token_urlsafe(24)
+        print(f"API key (send it as \"Authorization: Bearer <key>\"): {key}", flush=True)
+    choices = _choices(args.model, paths)
+    sock = _listening_socket(args.host, args.port)
+    models: ServedModels | None = None
+    try:
+        models = load_models(choices, n_threads=args.threads, paths=paths, max_waiting=args.max_queue)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Serving {', '.join(for_terminal(m.name) for m in models)} at http://{shown}:{port}/v1 "
+              "(Ctrl+C stops)", flush=True)
+        config = uvicorn.Config(build_app(models, api_key=key), log_config=None, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=2, server_header=False)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        if models is not None:
+            models.close()
+    print("slmchat: the server has stopped.", file=sys.stderr)
+    return 0
