@@ -14,8 +14,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024  # far more than any small model's context hold
 
 
 def _too_large(limit: int) -> ApiError:
+    # The unread rest of the body is never wanted: the connection closes after the answer.
     return ApiError(413, f"The request body is larger than this server accepts ({limit // (1024 * 1024)} MB).",
-                    code="request_too_large")
+                    code="request_too_large", headers={"Connection": "close"})
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
