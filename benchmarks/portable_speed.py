@@ -5,14 +5,15 @@ per instruction-set level, the best chosen at run time); the developer's .venv h
 -march=native for exactly this CPU. This asks what the portability costs a user: two worker
 processes, each holding the app's real Engine (slmchat.core.engine) with the same model, threads
 and settings loaded and warmed, one on .venv's llama.cpp, one on the portable build's; replies
-alternate native, portable, native, ... so both meet the same machine load; the figure is the
-ratio of the medians of llama.cpp's own decode tokens/s (goal >= 0.97).
+alternate (native, portable, portable, native, ...) so both meet the same machine load and
+neither always goes first; the figure is the ratio of the medians of llama.cpp's own decode
+tokens/s (goal >= 0.97).
 
 The portable worker runs in build/portable-venv, the very llama.cpp the bundle was frozen from:
 the script first checks that every llama.cpp library in the bundle is byte-identical to it.
 
     bash packaging/build_linux.sh --portable        # once
-    .venv/bin/python benchmarks/portable_speed.py [--pairs 7] [--tokens 200] [--threads T]
+    .venv/bin/python benchmarks/portable_speed.py [--pairs 16] [--tokens 200] [--threads T]
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help="a GGUF file (default: the starter model)")
     parser.add_argument("--tokens", type=int, default=200, help="tokens per reply")
-    parser.add_argument("--pairs", type=int, default=7, help="native/portable reply pairs")
+    parser.add_argument("--pairs", type=int, default=16, help="native/portable reply pairs")
     parser.add_argument("--portable-python", type=Path, default=PORTABLE_PYTHON)
     parser.add_argument("--bundle", type=Path, default=BUNDLE)
     add_threads_argument(parser)
@@ -147,7 +148,8 @@ def main() -> None:
     speeds: dict[str, list[float]] = {"native": [], "portable": []}
     try:
         for pair in range(args.pairs):
-            for name, side in (("native", native), ("portable", portable)):
+            order = (("native", native), ("portable", portable))
+            for name, side in order if pair % 2 == 0 else order[::-1]:  # A B, B A: neither always goes first
                 answer = side.reply()
                 speeds[name].append(answer["tokens_per_s"])
                 print(f"  pair {pair + 1} {name:8s} {answer['tokens_per_s']:7.1f} tok/s ({answer['tokens']} tokens)")
