@@ -73,8 +73,11 @@ def message(missing: list[str]) -> str:
              f"({', '.join(missing)})."]
     if packages:
         lines.append(f"On Debian, Ubuntu or Linux Mint, install them with:\n  sudo apt install {' '.join(packages)}")
-    lines.append("On other systems, install the packages that provide "
-                 f"{', '.join(unknown or missing)}, then start slmchat again.")
+        lines.append(f"On other systems, install the packages that provide {', '.join(unknown or missing)}, "
+                     "then start slmchat again.")
+    else:
+        lines.append(f"Install the packages that provide {', '.join(missing)} (or unpack slmchat again, "
+                     "if it came with them), then start slmchat again.")
     return "\n\n".join(lines)
 
 

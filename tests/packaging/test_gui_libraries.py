@@ -53,6 +53,7 @@ def test_the_message_gives_the_apt_command_for_known_libraries_and_names_the_oth
     text = gui_libraries.message(["libxcb-cursor.so.0", "libxkbcommon-x11.so.0", "libodd.so.3"])
     assert "sudo apt install libxcb-cursor0 libxkbcommon-x11-0" in text
     assert "libodd.so.3" in text.rpartition("On other systems")[2]
+    assert "libodd.so.3" in gui_libraries.message(["libodd.so.3"]) and "apt" not in gui_libraries.message(["libodd.so.3"])
 
 
 def test_the_check_runs_only_when_qt_would_load_the_xcb_plugin(tmp_path: Path) -> None:
