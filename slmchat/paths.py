@@ -89,10 +89,14 @@ class Paths:
 
 
 def assets_dir() -> Path:
-    """`assets/` from a source checkout, or from inside a PyInstaller bundle."""
+    """`assets/` inside a PyInstaller bundle, inside the installed package (`pip install .` puts
+    the top-level assets/ there as slmchat/assets), or at the top of a source checkout."""
     bundle_root = getattr(sys, "_MEIPASS", None)
     if bundle_root:
         return Path(bundle_root) / "assets"
+    installed = Path(__file__).resolve().parent / "assets"
+    if installed.is_dir():
+        return installed
     return Path(__file__).resolve().parent.parent / "assets"
 
 
