@@ -121,10 +121,12 @@ class CatalogCard(QFrame):
         if entry.license_note:
             licence += f" — {html.escape(entry.license_note)}"
         layout.addWidget(_link_label(f"Licence: {licence}"))
+        self.terms: QLabel | None = None
         if entry.gated_terms_url:  # an open GGUF of a gated original: its publisher's terms still apply
             self.terms = _link_label(f'By using this model you accept <a href="{html.escape(entry.gated_terms_url)}">'
                                      "its publisher's terms</a>.")
             layout.addWidget(self.terms)
+        self.unverified: QLabel | None = None  # shown until the model is on this computer
         if self.file is not None and self.file.repo and not self.file.verified:
             self.unverified = plain_label(UNVERIFIED_TEXT, "muted", wrap=True)
             self.unverified.setToolTip(as_rich_text(self.file.unverified_reason))  # the maintainer's detail
@@ -186,6 +188,8 @@ class CatalogCard(QFrame):
         self.use_button.setVisible(installed is not None)
         self.download_button.setVisible(not running and installed is None)
         self.download_button.setEnabled(self.entry.supported and self.key is not None)
+        if self.unverified is not None:
+            self.unverified.setVisible(installed is None)
         if not self.entry.supported:
             self.status.setText(f"Can't run in slmchat: {self.entry.unsupported_reason}")
         elif self.key is None and installed is None:

@@ -136,8 +136,9 @@ def test_cards_say_whose_terms_apply_and_which_downloads_slmchat_has_not_verifie
     cards = {card.entry.id: card for card in dialog.cards}
     llama = cards["llama-3.2-1b-instruct"]  # an open GGUF of a gated original
     assert "publisher's terms" in llama.terms.text() and llama.entry.gated_terms_url in llama.terms.text()
-    assert llama.file.verified and not hasattr(llama, "unverified")  # pinned: revision, size, sha256
+    assert llama.file.verified and llama.unverified is None  # pinned: revision, size, sha256
     unpinned = next(card for card in dialog.cards if card.file and card.file.repo and not card.file.verified)
     assert unpinned.unverified.text().startswith("Not yet verified by slmchat")
     assert unpinned.file.unverified_reason[:30] in unpinned.unverified.toolTip()
-    assert not hasattr(cards["smollm2-360m-instruct"], "terms")  # Apache-2.0: no publisher's gate
+    assert cards["smollm2-360m-instruct"].terms is None  # Apache-2.0: no publisher's gate
+    assert not cards["smollm2-135m-instruct"].unverified.isVisibleTo(dialog)  # on this computer already
