@@ -533,7 +533,8 @@ def detect_llama_backend() -> tuple[Backend, tuple[str, ...]]:
 
 # ggml's backend libraries, as llama-cpp-python installs them ("libggml-cuda.so",
 # "ggml-vulkan.dll"), and the names ggml's registry gives those backends.
-_BACKEND_LIBRARY = re.compile(r"^(?:lib)?ggml-([a-z0-9]+)\.(?:so|dylib|dll)$", re.IGNORECASE)
+# libggml-cuda.so, ggml-vulkan.dll; a portable build's CPU variants too (libggml-cpu-haswell.so).
+_BACKEND_LIBRARY = re.compile(r"^(?:lib)?ggml-([a-z0-9]+)(?:-[a-z0-9_]+)?\.(?:so|dylib|dll)$", re.IGNORECASE)
 _LIBRARY_BACKEND_NAMES = {"cpu": "CPU", "cuda": "CUDA", "metal": "Metal", "vulkan": "Vulkan",
                           "hip": "ROCm", "blas": "BLAS", "rpc": "RPC", "sycl": "SYCL",
                           "opencl": "OpenCL", "musa": "MUSA", "cann": "CANN"}

@@ -115,6 +115,7 @@ def test_the_gui_way_of_detecting_leaves_llama_cpp_unloaded() -> None:
          ("Metal", "CPU", "BLAS"), Backend.METAL),
         (["ggml-base.dll", "ggml-cpu.dll", "ggml-vulkan.dll", "llama.dll"], ("Vulkan", "CPU"), Backend.VULKAN),
         (["libggml-base.so", "libggml-cpu.so", "libggml.so", "libmtmd.so"], ("CPU",), Backend.CPU),
+        (["libggml-base.so", "libggml-cpu-x64.so", "libggml-cpu-haswell.so", "libggml.so"], ("CPU",), Backend.CPU),
     ],
 )
 def test_llama_cpps_backend_is_read_from_its_library_files(
