@@ -75,22 +75,32 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, metavar="S", help="fix the randomness, to repeat a reply")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads (default: one per physical core)")
+    parser.add_argument("--speculative", choices=("auto", "off"),
+                        help="auto: guess tokens from the prompt and the reply so far and let the model check "
+                             "several at once (faster when a reply repeats its input; the same reply either "
+                             "way; only where the model runs with flash attention); "
+                             f"off: one token at a time (default: {defaults.speculative})")
     parser.add_argument("--stats", action="store_true",
-                        help="end each reply with a line of speed figures and prompt tokens evaluated/reused")
+                        help="end each reply with a line of speed figures, prompt tokens evaluated/reused "
+                             "and the share of guessed tokens accepted")
 
 
 def _settings(args: argparse.Namespace, base: GenerationSettings | None) -> GenerationSettings:
     """`base` (a conversation's settings, else the defaults) with the options given on the command line."""
-    given = {name: getattr(args, name) for name in ("max_tokens", "temperature", "seed")
+    given = {name: getattr(args, name) for name in ("max_tokens", "temperature", "seed", "speculative")
              if getattr(args, name) is not None}
     return dataclasses.replace(base or GenerationSettings(), **given)
 
 
 def stats_line(stats: GenerationStats) -> str:
     """The one line `--stats` prints."""
-    return (f"[{stats.finish_reason.value}] time to first token {stats.time_to_first_token_s:.2f} s, "
+    line = (f"[{stats.finish_reason.value}] time to first token {stats.time_to_first_token_s:.2f} s, "
             f"{stats.decode_tokens_per_s:.1f} tokens/s, prompt tokens: {stats.prompt_evaluated} "
             f"evaluated, {stats.prompt_reused} reused ({stats.completion_tokens} generated)")
+    if stats.drafted_tokens:
+        line += (f", guessed tokens: {stats.accepted_tokens} of {stats.drafted_tokens} accepted "
+                 f"({stats.accepted_tokens / stats.drafted_tokens:.0%})")
+    return line
 
 
 def _open_engine(path: Path, args: argparse.Namespace, paths: Paths) -> EngineClient:

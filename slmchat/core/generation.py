@@ -53,6 +53,10 @@ class EngineConfig:
     use_extra_bufts: bool | None = None  # None: off on CPUs with AMX (a llama.cpp bug: docs/ARCHITECTURE.md)
     overflow: OverflowPolicy = OverflowPolicy.TRIM
     load_timeout_s: float = 120.0
+    # None: the backend decides (off on CPUs, where it decodes faster). Speculative decoding
+    # needs it on: only then does llama.cpp's CPU attention give a batch the logits one token at
+    # a time gives, bit for bit, so that the reply stays the same.
+    flash_attn: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,10 @@ class GenerationSettings:
     repeat_penalty: float = 1.1
     max_tokens: int = 512
     seed: int | None = None
+    # "auto": guess tokens from n-grams of the prompt and reply and let the model verify them in
+    # one batch (engine/lookup.py), pausing while guesses fail, where the engine can keep that exact
+    # (EngineConfig.flash_attn); "off": one decode per token. The reply is the same either way.
+    speculative: str = "auto"
 
 
 @dataclass
@@ -82,6 +90,8 @@ class GenerationStats:
     dropped_messages: int = 0  # turns trimmed from the front to fit the context
     error: str = ""
     prompt_restored: int = 0  # of prompt_reused, restored from the conversation's KV state on disk
+    drafted_tokens: int = 0  # tokens guessed by speculative decoding and verified by the model
+    accepted_tokens: int = 0  # of those, the ones the model agreed with (each spared a decode)
 
 
 @dataclass(frozen=True)

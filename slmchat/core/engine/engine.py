@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
@@ -27,6 +29,7 @@ from slmchat.core.engine.kv_state import (
     forget_everywhere,
     model_identity,
 )
+from slmchat.core.engine.lookup import PromptLookup
 from slmchat.core.engine.templates import ChatFormat, SpecialTokens, choose_format
 from slmchat.core.errors import (
     ContextFull,
@@ -58,10 +61,16 @@ _ABORT_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)
 
 
 class LlamaCounters(NamedTuple):
-    """llama.cpp's own perf counters for the context (llama_perf_context)."""
+    """llama.cpp's own perf counters for the context (llama_perf_context).
 
-    prompt_evaluated: int  # n_p_eval: tokens evaluated in multi-token batches
+    llama.cpp counts every multi-token batch as prompt evaluation (n_p_eval), the speculative
+    verify batches of the reply too: its count when the prompt was done is `prompt_evaluated`,
+    what it counted after that is `verified`.
+    """
+
+    prompt_evaluated: int  # n_p_eval by the end of the prompt: prompt tokens evaluated
     decoded: int  # n_eval: single-token evaluations
+    verified: int = 0  # n_p_eval since: positions evaluated in speculative verify batches
 
 
 class FittedChat(NamedTuple):
@@ -89,6 +98,12 @@ class Engine:
         llama_cpp.llama_backend_init()
         self.gguf = gguf
         self.resolved = backend.decide(config, detected or backend.detect(), gguf)
+        if config.flash_attn is not None:
+            self.resolved = dataclasses.replace(self.resolved, flash_attn=config.flash_attn)
+        # Drafts are verified in batches: exact only where a batch's logits equal those of one
+        # token at a time. Measured so on the CPU with flash attention; without it llama.cpp's
+        # attention rounds a batch differently (logits off by ~0.5) and greedy replies drift.
+        self.speculation = self.resolved.backend == "CPU" and self.resolved.flash_attn is True
         self._model = llama_cpp.llama_model_load_from_file(
             str(path).encode(), backend.model_params(self.resolved)
         )
@@ -129,6 +144,7 @@ class Engine:
         self._abort_flag: threading.Event | None = None
         self._abort_callback = _ABORT_CALLBACK(self._should_abort)  # referenced: C holds it
         self._active: Generation | None = None
+        self._prompt_batched: int | None = None  # llama.cpp's raw n_p_eval once the prompt was done
         self._piece_buffer = ctypes.create_string_buffer(256)
 
     # --- describing the model -----------------------------------------------------------
@@ -150,6 +166,7 @@ class Engine:
             extra={
                 "use_extra_bufts": "on" if self.resolved.use_extra_bufts else "off",
                 "flash_attn": {None: "auto", True: "on", False: "off"}[self.resolved.flash_attn],
+                "speculative": "available" if self.speculation else "off (needs flash attention on the CPU)",
                 "key_cache_type": self.resolved.key_cache_type,
                 "n_ubatch": str(self.resolved.n_ubatch),
                 "llama_build": _system_info(),
@@ -165,7 +182,9 @@ class Engine:
         decode; either way `prompt_evaluated` equals the prompt tokens evaluated (always >= 1).
         """
         perf = llama_cpp.llama_perf_context(self._ctx)
-        return LlamaCounters(perf.n_p_eval, perf.n_eval)
+        batched = _raw_batched(perf.n_p_eval)
+        prompt = batched if self._prompt_batched is None else self._prompt_batched
+        return LlamaCounters(max(1, prompt), perf.n_eval, batched - prompt)
 
     # --- tokens -----------------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
@@ -478,13 +497,18 @@ class Engine:
         ctx, vocab = self._ctx, self._vocab
         sampler = self._sampler(settings, prompt)
         first_token_at = 0.0
+        lookup: PromptLookup | None = None  # drafts for speculative decoding
+        ahead: deque[int] = deque()  # tokens sampled after accepted drafts, not yet shown
+        batch: Any = None  # llama_batch for verifying drafts, made at the first draft
         try:
             restored = self._switch_session(session, prompt)  # timed: a restore is part of the wait
             self._state_on_disk = False  # the cache changes from here on
             reused = self._reuse_prefix(prompt)
             llama_cpp.llama_perf_context_reset(ctx)
+            self._prompt_batched = None
             complete = self._prefill(prompt[reused:], cancel)
             llama_cpp.llama_synchronize(ctx)
+            self._prompt_batched = _raw_batched(llama_cpp.llama_perf_context(ctx).n_p_eval)
             stats.prompt_evaluated = self.counters().prompt_evaluated if len(self._cached) > reused else 0
             stats.prompt_reused = reused
             stats.prompt_restored = min(restored, reused)
@@ -492,8 +516,9 @@ class Engine:
                 return
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             one = (llama_cpp.llama_token * 1)()
+            speculating = self.speculation and settings.speculative == "auto"
+            token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
             while not cancel.is_set():
-                token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     stats.finish_reason = FinishReason.DONE
                     break
@@ -507,16 +532,36 @@ class Engine:
                 if stats.completion_tokens >= settings.max_tokens:
                     stats.finish_reason = FinishReason.LENGTH
                     break
-                if len(self._cached) >= self.n_ctx:
+                if len(self._cached) - len(ahead) >= self.n_ctx:  # the cache as it would be without speculation
                     stats.finish_reason = FinishReason.CONTEXT_FULL
                     break
                 if cancel.is_set():
                     break
+                if speculating:
+                    if lookup is None:  # built once the first piece is out: it is not on the way to it
+                        lookup = PromptLookup(prompt)
+                    lookup.append(token)
+                if ahead:  # `token` was a draft the model agreed with: it is in the cache already
+                    token = ahead.popleft()
+                    continue
+                if lookup is not None:
+                    room = min(settings.max_tokens - stats.completion_tokens, self.n_ctx - len(self._cached)) - 1
+                    draft = lookup.draft(room)
+                    if draft:
+                        if batch is None:
+                            batch = llama_cpp.llama_batch_init(lookup.max_draft + 1, 0, 1)
+                        ahead.extend(self._verify(token, draft, sampler, batch))
+                        lookup.record(len(draft), len(ahead) - 1)
+                        stats.drafted_tokens += len(draft)
+                        stats.accepted_tokens += len(ahead) - 1
+                        token = ahead.popleft()
+                        continue
                 one[0] = token
                 status = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1))
                 if status != 0:
                     raise EngineError(f"llama.cpp could not continue the reply (status {status}).")
                 self._cached.append(token)
+                token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
             # llama.cpp books a decode in its counters when it synchronizes: unbooked, a decode
             # left running by a Stop would count as prompt evaluation of the next reply.
             llama_cpp.llama_synchronize(ctx)
@@ -527,16 +572,61 @@ class Engine:
             stats.finish_reason, stats.error = FinishReason.ERROR, str(error)
             raise
         finally:
+            if ahead:  # accepted drafts never shown (a stop, the end): the cache as without speculation
+                self._forget_from(len(self._cached) - len(ahead))
+            if batch is not None:
+                llama_cpp.llama_batch_free(batch)
             llama_cpp.llama_sampler_free(sampler)
             if stats.completion_tokens > 1:
                 stats.decode_tokens_per_s = (stats.completion_tokens - 1) / max(
                     time.perf_counter() - first_token_at, 1e-9)
+
+    def _verify(self, token: int, draft: list[int], sampler: Any, batch: Any) -> list[int]:
+        """Decode `token` and the drafted tokens after it in one batch, with logits at every
+        position, and sample from them in order while the sample equals the draft: the tokens
+        the sampler chain picks, exactly those it would pick one decode at a time (the same
+        logits, the same chain, one draw per token). Returns them (the accepted drafts, then the
+        first token of its own); the cache keeps `token` and the accepted drafts."""
+        tokens = [token, *draft]
+        base = len(self._cached)
+        for i, value in enumerate(tokens):
+            batch.token[i] = value
+            batch.pos[i] = base + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = True
+        batch.n_tokens = len(tokens)
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise EngineError(f"llama.cpp could not continue the reply (status {status}).")
+        self._cached.extend(tokens)
+        sampled: list[int] = []
+        for i in range(len(tokens)):
+            chosen = llama_cpp.llama_sampler_sample(sampler, self._ctx, i)
+            sampled.append(chosen)
+            if i == len(draft) or chosen != draft[i] or llama_cpp.llama_vocab_is_eog(self._vocab, chosen):
+                break
+        self._forget_from(base + len(sampled))  # the drafts after the last agreed one
+        return sampled
+
+    def _forget_from(self, position: int) -> None:
+        """Drop the cache's entries from `position` on."""
+        if position < len(self._cached):
+            if not llama_cpp.llama_memory_seq_rm(self._memory, 0, position, -1):
+                raise EngineError("llama.cpp could not take back the guessed tokens from its cache.")
+            del self._cached[position:]
 
 
 def _system_info() -> str:
     """llama.cpp's own line on its build: backends and the CPU features it uses (About page)."""
     raw = llama_cpp.llama_print_system_info()
     return (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip()
+
+
+def _raw_batched(reported: int) -> int:
+    """llama.cpp's n_p_eval as counted: it reports at least 1, and never counts a single token
+    (a one-token batch is a decode), so a reported 1 was 0."""
+    return 0 if reported == 1 else reported
 
 
 def _shared(cached: Sequence[int], wanted: Sequence[int]) -> int:
