@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STATS_LINE = re.compile(
     r"^\[(?P<reason>done|length|stopped)\] time to first token (?P<ttft>\d+\.\d+) s, "
     r"(?P<speed>\d+\.\d) tokens/s, prompt tokens: (?P<evaluated>\d+) evaluated, (?P<reused>\d+) reused "
-    r"\((?P<generated>\d+) generated\)$",
+    r"\((?P<generated>\d+) generated\)(?:, guessed tokens: \d+ of \d+ accepted \(\d+%\))?$",
     re.MULTILINE,
 )
 CONVERSATION_LINE = re.compile(r"^slmchat: conversation (\d+) \(continue it with --conversation \1\)$")

@@ -126,7 +126,7 @@ def decide(config: EngineConfig, detected: Detected, shape: hardware.ModelShape)
         backend=accelerators[0] if on_gpu else "CPU",
         # hardware.CPU_UBATCH says why the CPU runs without flash attention, with q8_0 keys;
         # on a GPU llama.cpp's defaults are the fast ones.
-        flash_attn=None if on_gpu else False,
+        flash_attn=config.flash_attn if config.flash_attn is not None else (None if on_gpu else False),
         key_cache_type="f16" if on_gpu else hardware.key_cache_type(shape),
         n_ubatch=hardware.GPU_UBATCH if on_gpu else hardware.CPU_UBATCH,
     )

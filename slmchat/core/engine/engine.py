@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import dataclasses
 import logging
 import threading
 import time
@@ -98,8 +97,6 @@ class Engine:
         llama_cpp.llama_backend_init()
         self.gguf = gguf
         self.resolved = backend.decide(config, detected or backend.detect(), gguf)
-        if config.flash_attn is not None:
-            self.resolved = dataclasses.replace(self.resolved, flash_attn=config.flash_attn)
         # Drafts are verified in batches: exact only where a batch's logits equal those of one
         # token at a time. Measured so on the CPU with flash attention; without it llama.cpp's
         # attention rounds a batch differently (logits off by ~0.5) and greedy replies drift.

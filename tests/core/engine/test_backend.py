@@ -63,6 +63,13 @@ def test_the_cpu_attends_without_flash_attention_over_q8_keys_in_small_ubatches(
         assert (resolved.flash_attn, resolved.key_cache_type, resolved.n_ubatch) == (False, "q8_0", 128)
 
 
+def test_an_explicit_flash_attention_choice_wins_on_any_backend(smollm2: GGUFInfo) -> None:
+    """Speculative decoding needs it on the CPU (a batch's logits equal one token's only then)."""
+    for detected in (CPU_ONLY, CUDA, METAL):
+        assert decide(config(flash_attn=True), detected, smollm2).flash_attn is True
+        assert decide(config(flash_attn=False), detected, smollm2).flash_attn is False
+
+
 def test_a_gpu_keeps_llama_cpps_flash_attention_and_f16_cache(smollm2: GGUFInfo) -> None:
     for detected in (CUDA, METAL):
         resolved = decide(config(), detected, smollm2)
