@@ -280,6 +280,9 @@ class _Part:
         for name, declared in _SETTINGS_TYPES.items():
             if name not in value:
                 continue
+            if declared is str:  # a choice such as speculative "auto" / "off"
+                checked[name] = part.text(name)
+                continue
             number = part.whole(name) if declared is int else part.number(name)
             if number is None and not _SETTINGS_NULLABLE[name]:
                 raise part.wrong(name, "a number")
@@ -289,7 +292,7 @@ class _Part:
 
 _SETTINGS_HINTS = typing.get_type_hints(GenerationSettings)
 _SETTINGS_NULLABLE = {name: type(None) in typing.get_args(hint) for name, hint in _SETTINGS_HINTS.items()}
-_SETTINGS_TYPES = {  # int or float, with `X | None` reduced to X
+_SETTINGS_TYPES = {  # int, float or str, with `X | None` reduced to X
     name: next(t for t in (typing.get_args(hint) or (hint,)) if t is not type(None))
     for name, hint in _SETTINGS_HINTS.items()
 }

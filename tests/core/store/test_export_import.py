@@ -108,6 +108,7 @@ MALFORMED = {
     "settings are a list": ((*LAST, "settings"), [0.2, 64]),
     "temperature is text": ((*LAST, "settings", "temperature"), "hot"),
     "temperature is not a number": ((*LAST, "settings", "temperature"), float("nan")),
+    "a speculative choice is a number": ((*LAST, "settings", "speculative"), 3),
     "max_tokens is a fraction": ((*LAST, "settings", "max_tokens"), 64.5),
     "max_tokens is true": ((*LAST, "settings", "max_tokens"), True),
     "max_tokens is null": ((*LAST, "settings", "max_tokens"), None),
