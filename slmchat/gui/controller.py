@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
-from slmchat.core.errors import EngineCrashed, EngineHung
+from slmchat.core.errors import EngineCrashed, EngineHung, StoreError
 from slmchat.core.generation import (
     ChatMessage,
     FinishReason,
@@ -164,7 +164,10 @@ class ChatController(QObject):
         if conversation_id == self.conversation_id and message_id is None:
             return
         self.stop()
-        self.store.mark_abandoned_replies()  # a reply whose writer (say a CLI chat) died since
+        try:  # a reply whose writer (say a CLI chat) died since shows as interrupted
+            self.store.mark_abandoned_replies()
+        except StoreError as error:  # busy: the conversation opens all the same, and the next opening retries
+            log.info("could not mark abandoned replies: %s", error)
         if message_id is not None:
             self.store.select(message_id)
         self.conversation_id = conversation_id

@@ -121,9 +121,10 @@ class Store(Reader):
     """The conversation database, opened (checked, recovered, upgraded) for writing.
 
     After construction, `recovery` says what was salvaged when the file was found damaged (tell
-    the user: `recovery.describe()`), and `interrupted` lists replies whose writing process died mid-reply, now marked interrupted with
-    their text. Other processes may write the same file at the same time: the replies they are
-    streaming are theirs (each is tagged with its writer's `Lease`) and are left alone.
+    the user: `recovery.describe()`), and `interrupted` lists replies whose writing process died
+    mid-reply, now marked interrupted with their text. Other processes may write the same file at
+    the same time: the replies they are streaming are theirs (each is tagged with its writer's
+    `Lease`) and are left alone.
     """
 
     def __init__(self, path: str | Path, *, clock: Callable[[], datetime] = utc_now) -> None:
@@ -161,7 +162,8 @@ class Store(Reader):
         streaming = self.db.execute("SELECT id, writer FROM messages WHERE status = 'streaming'").fetchall()
         writers = {writer for _id, writer in streaming}
         own = self._lease.name if self._lease else None
-        gone = {writer for writer in writers if writer != own and (writer is None or writer_is_gone(self.path, writer))}
+        gone = {writer for writer in writers
+                if writer != own and (writer is None or writer_is_gone(self.path, writer))}
         abandoned = [message_id for message_id, writer in streaming if writer in gone]
         if abandoned:
             with self.db.atomic():
