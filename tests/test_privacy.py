@@ -256,11 +256,12 @@ def test_the_only_programs_our_processes_start_are_local_hardware_probes(offline
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed")
 def test_native_code_in_the_window_and_its_model_process_opens_no_internet_socket_either(offline):
     """The audit hook sees Python's socket module only; strace sees the system calls of Qt and llama.cpp too."""
-    calls = offline.trace.read_text().splitlines()
-    traced = {int(call.split()[0]) for call in calls}
+    calls = [(int(pid), call) for pid, call in  # strace pads the pid column: "4440  socket(...)"
+             (line.split(maxsplit=1) for line in offline.trace.read_text().splitlines())]
+    traced = {pid for pid, _call in calls}
     assert {offline.window, *offline.log.model_processes_of(offline.window)} <= traced
-    assert [call for call in calls if "AF_INET" in call] == []  # AF_INET6 too
-    assert any(call.startswith(f"{offline.window} socket(AF_UNIX") for call in calls)  # Qt's single-instance
+    assert [call for _pid, call in calls if "AF_INET" in call] == []  # AF_INET6 too
+    assert (offline.window, "socket(AF_UNIX") in {(pid, call[:14]) for pid, call in calls}  # Qt's single-instance
     # server: native code, which the audit hook cannot see, but strace does
 
 
