@@ -74,6 +74,12 @@ class GenerationSettings:
     # one batch (engine/lookup.py), pausing while guesses fail, where the engine can keep that exact
     # (EngineConfig.flash_attn); "off": one decode per token. The reply is the same either way.
     speculative: str = "auto"
+    # "auto": a thinking model thinks when its chat template does by default; "on"/"off": the
+    # template's own switch (e.g. `enable_thinking`) or its `/no_think` word. Other models ignore it.
+    thinking: str = "auto"
+    # The most tokens a reply may spend thinking; at the budget the engine closes the thinking
+    # block itself and the answer follows. 0: no limit.
+    thinking_budget: int = 0
 
 
 @dataclass
@@ -95,6 +101,44 @@ class GenerationStats:
 
 
 @dataclass(frozen=True)
+class ThinkingMarkers:
+    """How a thinking model's reply marks its reasoning, read from its chat template."""
+
+    open: str  # e.g. "<think>"
+    close: str  # e.g. "</think>"
+
+
+@dataclass(frozen=True)
+class SplitReply:
+    """A reply's text cut into what the model thought and what it answered."""
+
+    thinking: str
+    answer: str
+    thinking_open: bool  # the thinking block has begun and not yet closed: still thinking
+
+
+def split_reply(text: str, markers: ThinkingMarkers | None) -> SplitReply:
+    """Cut a reply's raw text (as `Generation.text` holds it) into thinking and answer.
+
+    Works on a reply still streaming: a thinking block without its close marker yet is all
+    thinking, with `thinking_open` set. The engine keeps the raw text self-describing: when the
+    chat template's prompt itself opens the thinking block (DeepSeek-R1 distills end the prompt
+    with "<think>"), the engine yields the open marker as the reply's first piece. Text before the
+    open marker, if any, belongs to the answer; only the first block counts as thinking.
+    """
+    if markers is None:
+        return SplitReply("", text, False)
+    start = text.find(markers.open)
+    if start < 0 or text[:start].strip():
+        return SplitReply("", text, False)
+    body = text[start + len(markers.open):]
+    end = body.find(markers.close)
+    if end < 0:
+        return SplitReply(body.strip(), "", True)
+    return SplitReply(body[:end].strip(), body[end + len(markers.close):].lstrip(), False)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the app knows about a loaded model."""
 
@@ -112,6 +156,7 @@ class ModelInfo:
     n_threads: int = 0
     n_gpu_layers: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    thinking: ThinkingMarkers | None = None  # set when the model's chat template thinks
 
 
 class Generation(Iterator[str]):
