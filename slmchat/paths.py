@@ -73,6 +73,12 @@ class Paths:
         return self.data / "slmchat.db"
 
     @property
+    def documents_database(self) -> Path:
+        """The document library's own SQLite file (its text, chunks and vectors), beside the
+        conversations so both move with the data folder, apart so either can go alone."""
+        return self.data / "documents.db"
+
+    @property
     def kv_states(self) -> Path:
         """Saved llama.cpp KV states, one per conversation, so reopening a long chat is quick."""
         return self.cache / "kv"

@@ -1,0 +1,232 @@
+"""The document library's own SQLite file: collections, files, their text, chunks, FTS5 and vectors.
+
+Kept apart from the conversation database (`Paths.documents_database`) so a large library never
+slows the chats down and can be deleted on its own. Every row derived from a file (its text,
+chunks, full-text entries, vectors) hangs off the file by a cascading key, so removing a file or
+a collection removes everything made from it. A file's new text, chunks and vectors are written
+in one transaction with its status: a process killed mid-file leaves it pending, never half done.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slmchat.core.documents.chunk import Chunk
+from slmchat.core.documents.extract import Status
+from slmchat.core.errors import SlmchatError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS roots (
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    path TEXT NOT NULL, PRIMARY KEY (collection_id, path));
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    path TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, sha256 TEXT,
+    status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    indexed_at REAL, UNIQUE (collection_id, path));
+CREATE INDEX IF NOT EXISTS files_status ON files(status);
+CREATE TABLE IF NOT EXISTS texts (
+    file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL, place TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_file ON chunks(file_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61');
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
+CREATE TABLE IF NOT EXISTS vectors (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    model TEXT NOT NULL, vector BLOB NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    files: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    collection_id: int
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    status: Status
+    reason: str
+    indexed_at: float | None
+
+
+class DocumentIndex:
+    """One connection to the library's file; one per thread or process (SQLite's WAL lets the
+    indexer process write while the window and the CLI read)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise SlmchatError(f"The document library at {self.path} cannot be opened ({error}). "
+                               "Delete that file to start the library afresh.") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> DocumentIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- collections --------------------------------------------------------------------------
+    def collection(self, name: str) -> int:
+        """The id of the collection called `name`, made if it does not exist."""
+        self.conn.execute("INSERT OR IGNORE INTO collections (name, created) VALUES (?, ?)", (name, time.time()))
+        return self.conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()[0]
+
+    def collections(self) -> list[Collection]:
+        rows = self.conn.execute(
+            "SELECT c.id, c.name, (SELECT count(*) FROM files f WHERE f.collection_id = c.id) AS files, "
+            "(SELECT count(*) FROM chunks k JOIN files f ON f.id = k.file_id WHERE f.collection_id = c.id) AS chunks "
+            "FROM collections c ORDER BY c.id")
+        return [Collection(r["id"], r["name"], r["files"], r["chunks"]) for r in rows]
+
+    def find_collection(self, given: str) -> int:
+        """A collection by id or name; SlmchatError naming the choices when there is none."""
+        row = self.conn.execute("SELECT id FROM collections WHERE name = ? OR CAST(id AS TEXT) = ?",
+                                (given, given)).fetchone()
+        if row is None:
+            names = ", ".join(f"{c.id} ({c.name})" for c in self.collections()) or "none yet"
+            raise SlmchatError(f'There is no document collection "{given}". Collections: {names}.')
+        return row[0]
+
+    def add_roots(self, collection_id: int, paths: Iterable[Path]) -> None:
+        """Remember folders and files the user added; the indexer scans them."""
+        self.conn.executemany("INSERT OR IGNORE INTO roots (collection_id, path) VALUES (?, ?)",
+                              [(collection_id, str(Path(p).resolve())) for p in paths])
+
+    def roots(self, collection_id: int | None = None) -> list[tuple[int, Path]]:
+        rows = self.conn.execute("SELECT collection_id, path FROM roots WHERE ? IS NULL OR collection_id = ?",
+                                 (collection_id, collection_id))
+        return [(r[0], Path(r[1])) for r in rows]
+
+    def delete_collection(self, collection_id: int) -> None:
+        """Everything of the collection goes (text, chunks, vectors), and the file shrinks (VACUUM)."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE collection_id = ?)",
+                              (collection_id,))
+            self.conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+            self._bump()
+        self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        self.conn.execute("VACUUM")
+
+    # --- files --------------------------------------------------------------------------------
+    def files(self, collection_id: int | None = None, status: Status | None = None) -> list[FileRow]:
+        rows = self.conn.execute(
+            "SELECT * FROM files WHERE (? IS NULL OR collection_id = ?) AND (? IS NULL OR status = ?) ORDER BY id",
+            (collection_id, collection_id, status and status.value, status and status.value))
+        return [FileRow(r["id"], r["collection_id"], r["path"], r["size"], r["mtime_ns"], r["sha256"],
+                        Status(r["status"]), r["reason"], r["indexed_at"]) for r in rows]
+
+    def file(self, file_id: int) -> FileRow | None:
+        found = [f for f in self.files() if f.id == file_id]
+        return found[0] if found else None
+
+    def add_pending(self, collection_id: int, path: Path) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO files (collection_id, path, status) VALUES (?, ?, ?)",
+                          (collection_id, str(path), Status.PENDING.value))
+
+    def set_pending(self, file_id: int) -> None:
+        self.conn.execute("UPDATE files SET status = ?, reason = '' WHERE id = ?", (Status.PENDING.value, file_id))
+
+    def touch(self, file_id: int, size: int, mtime_ns: int) -> None:
+        """The file's date changed but not its content (same sha256): nothing to redo."""
+        self.conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+
+    def remove_files(self, file_ids: Sequence[int]) -> None:
+        """Files gone from disk, with everything derived from them."""
+        with self.transaction():
+            self.conn.executemany("DELETE FROM chunks WHERE file_id = ?", [(i,) for i in file_ids])
+            self.conn.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in file_ids])
+            self._bump()
+
+    def record(self, file_id: int, *, size: int, mtime_ns: int, sha256: str, status: Status, reason: str,
+               text: str = "", chunks: Sequence[Chunk] = (), vectors: np.ndarray | None = None,
+               model: str = "") -> None:
+        """A file's outcome, in one transaction: old chunks out, new text, chunks, vectors in."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
+            self.conn.execute("DELETE FROM texts WHERE file_id = ?", (file_id,))
+            if text:
+                self.conn.execute("INSERT INTO texts (file_id, text) VALUES (?, ?)", (file_id, text))
+            for ordinal, piece in enumerate(chunks):
+                chunk_id = self.conn.execute(
+                    "INSERT INTO chunks (file_id, ordinal, place, text) VALUES (?, ?, ?, ?)",
+                    (file_id, ordinal, piece.place, piece.text)).lastrowid
+                if vectors is not None:
+                    self.conn.execute("INSERT INTO vectors (chunk_id, model, vector) VALUES (?, ?, ?)",
+                                      (chunk_id, model, vectors[ordinal].astype("<f4").tobytes()))
+            self.conn.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, status = ?, reason = ?, indexed_at = ? "
+                "WHERE id = ?", (size, mtime_ns, sha256, status.value, reason, time.time(), file_id))
+            self._bump()
+
+    # --- reading ------------------------------------------------------------------------------
+    def generation(self) -> int:
+        """A number that changes with every write of chunks: readers refresh their caches on it."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump(self) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES ('generation', 1) "
+                          "ON CONFLICT(key) DO UPDATE SET value = value + 1")
+
+    def text(self, file_id: int) -> str:
+        row = self.conn.execute("SELECT text FROM texts WHERE file_id = ?", (file_id,)).fetchone()
+        return row[0] if row else ""
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (tests and the library's summary)."""
+        return {table: self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("collections", "files", "texts", "chunks", "vectors")}
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the connection is in autocommit)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,207 @@
+"""Bring the index up to date with the files on disk, one file per transaction.
+
+`scan` compares the folders and files the user added with what the index holds: new files become
+pending, a file whose size or date changed is hashed and becomes pending only when its sha256
+differs, and files gone from disk are removed with everything made from them. `index_pending`
+then reads, chunks and embeds each pending file and commits it whole, so a process killed at any
+moment loses at most the file it was on, which stays pending and is redone next time. It runs
+wherever it is called; `background.py` runs it in a process of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from slmchat.core.documents.chunk import chunk
+from slmchat.core.documents.extract import SUPPORTED, Status, extract
+from slmchat.core.documents.index import DocumentIndex, FileRow
+
+EMBED_BATCH = 32
+
+
+class Embedder(Protocol):
+    """What indexing needs of an embedding model (a TaskClient of kind EMBED, or the runner)."""
+
+    model_name: str
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+# --- events: picklable, so they cross the background process's pipe ---------------------------
+@dataclass(frozen=True)
+class Scanned:
+    pending: int  # files to index now
+    removed: int  # files gone from disk, removed from the index
+
+
+@dataclass(frozen=True)
+class FileIndexed:
+    path: str
+    status: Status
+    reason: str
+    chunks: int
+    done: int  # files finished in this run, this one included
+    total: int  # files to do in this run
+
+
+@dataclass(frozen=True)
+class Paused:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Resumed:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    indexed: int  # files indexed with text
+    skipped: int  # files with another status (each has its reason in the index)
+    stopped: bool  # True when told to stop before the end
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str  # a sentence for the user
+
+
+Event = Scanned | FileIndexed | Paused | Resumed | Finished | Failed
+
+
+class Control:
+    """Pause, resume and stop, set from another thread (the pipe's reader in the background
+    process); the indexer looks at it between files."""
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.running.set()
+        self.stop = threading.Event()
+
+    def pause(self) -> None:
+        self.running.clear()
+
+    def resume(self) -> None:
+        self.running.set()
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.running.set()
+
+
+# --- scanning --------------------------------------------------------------------------------
+def _walk(root: Path) -> Iterator[Path]:
+    """The files under a root the user added: the root itself if a file (whatever its type, so an
+    unsupported one is reported), else the supported files below it, hidden folders skipped."""
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(folder) / name
+            if not name.startswith(".") and path.suffix.lower() in SUPPORTED:
+                yield path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scan(index: DocumentIndex) -> Scanned:
+    """Mark new and changed files pending, remove vanished ones; returns what is left to do."""
+    known: dict[tuple[int, str], FileRow] = {(f.collection_id, f.path): f for f in index.files()}
+    seen: set[tuple[int, str]] = set()
+    for collection_id, root in index.roots():
+        for path in _walk(root):
+            key = (collection_id, str(path))
+            seen.add(key)
+            row = known.get(key)
+            if row is None:
+                index.add_pending(collection_id, path)
+                continue
+            if row.status is Status.PENDING:
+                continue
+            try:
+                stat = path.stat()
+                if (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns):
+                    continue
+                if row.sha256 is not None and sha256_of(path) == row.sha256:
+                    index.touch(row.id, stat.st_size, stat.st_mtime_ns)
+                    continue
+            except OSError:
+                pass  # unreadable now: indexing it again records why
+            index.set_pending(row.id)
+    gone = [row.id for key, row in known.items() if key not in seen]
+    if gone:
+        index.remove_files(gone)
+    return Scanned(len(index.files(status=Status.PENDING)), len(gone))
+
+
+# --- indexing --------------------------------------------------------------------------------
+def _embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    parts = [embedder.embed(texts[i:i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
+
+
+def index_file(index: DocumentIndex, row: FileRow, embedder: Embedder | None) -> tuple[Status, str, int]:
+    """Read, chunk and embed one file and commit it; returns its status, reason and chunk count."""
+    path = Path(row.path)
+    try:
+        stat = path.stat()
+        digest = sha256_of(path)
+    except FileNotFoundError:
+        status, reason = Status.UNREADABLE, "The file disappeared while it was being indexed."
+        index.record(row.id, size=0, mtime_ns=0, sha256="", status=status, reason=reason)
+        return status, reason, 0
+    except OSError as error:
+        status, reason = Status.UNREADABLE, f"The file could not be read ({error.strerror or error})."
+        index.record(row.id, size=0, mtime_ns=0, sha256="", status=status, reason=reason)
+        return status, reason, 0
+    extraction = extract(path)
+    pieces = chunk(extraction.blocks) if extraction.status is Status.INDEXED else []
+    vectors = _embed(embedder, [p.text for p in pieces]) if embedder is not None and pieces else None
+    index.record(row.id, size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=digest,
+                 status=extraction.status, reason=extraction.reason, text=extraction.text, chunks=pieces,
+                 vectors=vectors, model=embedder.model_name if embedder is not None else "")
+    return extraction.status, extraction.reason, len(pieces)
+
+
+def index_pending(index: DocumentIndex, embedder: Embedder | None, *, emit: Callable[[Event], None],
+                  control: Control | None = None) -> Finished:
+    """Scan, then index every pending file, reporting each; pauses and stops between files."""
+    control = control or Control()
+    scanned = scan(index)
+    emit(scanned)
+    indexed = skipped = done = 0
+    pending = index.files(status=Status.PENDING)
+    for row in pending:
+        if not control.running.is_set():
+            emit(Paused(done, len(pending)))
+            control.running.wait()
+            if not control.stop.is_set():
+                emit(Resumed(done, len(pending)))
+        if control.stop.is_set():
+            return Finished(indexed, skipped, stopped=True)
+        status, reason, count = index_file(index, row, embedder)
+        done += 1
+        if status is Status.INDEXED:
+            indexed += 1
+        else:
+            skipped += 1
+        emit(FileIndexed(row.path, status, reason, count, done, len(pending)))
+    return Finished(indexed, skipped, stopped=False)
