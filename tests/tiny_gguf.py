@@ -329,3 +329,75 @@ def write_gpt2(path: Path, *, seed: int = 5) -> Path:
 
     _write(path, "gpt2", configure, w)
     return path
+
+
+# --- a chat model whose every next token is set: thinking models' templates, driven exactly ---------
+THINKING_SPECIALS = [
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>",  # Qwen3, SmolLM3
+    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>",  # DeepSeek-R1 distills
+    "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",  # Phi-4-mini-reasoning
+]
+THINKING_MARKERS = ["<think>", "</think>"]  # added, not control, tokens: as in Qwen3's vocabulary
+NEWLINE, NEWLINES = "\u010a", "\u010a\u010a"  # GPT-2's byte tokens for "\n" and "\n\n"
+
+
+def write_scripted_chat(path: Path, template: str, *, eos: str, script: dict[str, str],
+                        bos: str = "<｜begin▁of▁sentence｜>") -> Path:
+    """A tiny llama whose next token depends only on the current one, as `script` says (token
+    text -> next token text; any other token is followed by `eos`), carrying `template`.
+
+    How: its one layer adds nothing (zero output projections), so the last hidden state is the
+    current token's embedding; each scripted token has its own one-hot embedding, and the output
+    row of its successor points along it (a logit of 40 against 0 for every other token). So a
+    greedy, or even a sampled, reply follows the script exactly, which is what tests of thinking
+    need: a random tiny model never writes `<think>` on its own. The vocabulary is GPT-2's byte
+    alphabet (any text tokenizes), a merged "\\n\\n", the thinking markers and every family's
+    control tokens.
+    """
+    n_embd, n_head, n_ff = 16, 2, 16
+    tokens = _byte_alphabet() + [NEWLINES] + THINKING_MARKERS + THINKING_SPECIALS
+    index = {text: i for i, text in enumerate(tokens)}
+    if len(script) >= n_embd:
+        raise ValueError(f"at most {n_embd - 1} scripted tokens")
+    embeddings = np.zeros((len(tokens), n_embd), dtype=np.float32)
+    embeddings[:, 0] = 1.0  # unscripted tokens: all along axis 0, which leads to eos
+    output = np.zeros((len(tokens), n_embd), dtype=np.float32)
+    output[index[eos], 0] = 10.0
+    for axis, (current, following) in enumerate(script.items(), start=1):
+        embeddings[index[current]] = 0.0
+        embeddings[index[current], axis] = 1.0
+        output[index[following], axis] = 10.0  # RMS norm scales the one-hot by 4: a logit of 40
+    zeros = np.zeros
+    w = {"token_embd.weight": embeddings, "output.weight": output, "output_norm.weight": np.ones(n_embd, np.float32),
+         "blk.0.attn_norm.weight": np.ones(n_embd, np.float32), "blk.0.ffn_norm.weight": np.ones(n_embd, np.float32),
+         "blk.0.attn_q.weight": zeros((n_embd, n_embd), np.float32),
+         "blk.0.attn_k.weight": zeros((n_embd, n_embd), np.float32),
+         "blk.0.attn_v.weight": zeros((n_embd, n_embd), np.float32),
+         "blk.0.attn_output.weight": zeros((n_embd, n_embd), np.float32),
+         "blk.0.ffn_gate.weight": zeros((n_ff, n_embd), np.float32),
+         "blk.0.ffn_up.weight": zeros((n_ff, n_embd), np.float32),
+         "blk.0.ffn_down.weight": zeros((n_embd, n_ff), np.float32)}
+    types = ([gguf.TokenType.NORMAL] * (len(tokens) - len(THINKING_MARKERS) - len(THINKING_SPECIALS))
+             + [gguf.TokenType.USER_DEFINED] * len(THINKING_MARKERS) + [gguf.TokenType.CONTROL] * len(THINKING_SPECIALS))
+
+    def configure(writer: gguf.GGUFWriter) -> None:
+        writer.add_context_length(4096)  # SmolLM3's own system prompt is ~1,500 byte tokens
+        writer.add_embedding_length(n_embd)
+        writer.add_feed_forward_length(n_ff)
+        writer.add_block_count(1)
+        writer.add_head_count(n_head)
+        writer.add_head_count_kv(n_head)
+        writer.add_rope_dimension_count(n_embd // n_head)
+        writer.add_layer_norm_rms_eps(1e-6)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("gpt-2")
+        writer.add_token_list(tokens)
+        writer.add_token_types(types)
+        writer.add_token_merges([f"{NEWLINE} {NEWLINE}"])
+        writer.add_bos_token_id(index[bos])
+        writer.add_eos_token_id(index[eos])
+        writer.add_add_bos_token(False)
+        writer.add_chat_template(template)
+
+    _write(path, "llama", configure, w)
+    return path

@@ -98,6 +98,7 @@ class GenerationStats:
     prompt_restored: int = 0  # of prompt_reused, restored from the conversation's KV state on disk
     drafted_tokens: int = 0  # tokens guessed by speculative decoding and verified by the model
     accepted_tokens: int = 0  # of those, the ones the model agreed with (each spared a decode)
+    thinking_tokens: int = 0  # of completion_tokens, those the model generated inside its thinking block
 
 
 @dataclass(frozen=True)
@@ -121,21 +122,34 @@ def split_reply(text: str, markers: ThinkingMarkers | None) -> SplitReply:
     """Cut a reply's raw text (as `Generation.text` holds it) into thinking and answer.
 
     Works on a reply still streaming: a thinking block without its close marker yet is all
-    thinking, with `thinking_open` set. The engine keeps the raw text self-describing: when the
-    chat template's prompt itself opens the thinking block (DeepSeek-R1 distills end the prompt
-    with "<think>"), the engine yields the open marker as the reply's first piece. Text before the
-    open marker, if any, belongs to the answer; only the first block counts as thinking.
+    thinking, with `thinking_open` set, and a marker only partly streamed is held back (a reply
+    that is so far only the start of the open marker is neither thinking nor answer yet; the
+    start of the close marker at the end of the thinking is not shown as thinking). The engine
+    keeps the raw text self-describing: when the chat template's prompt itself opens the
+    thinking block (DeepSeek-R1 distills end the prompt with "<think>"), the engine yields the
+    open marker as the reply's first piece. Text before the open marker, if any, belongs to the
+    answer; only the first block counts as thinking.
     """
     if markers is None:
         return SplitReply("", text, False)
     start = text.find(markers.open)
     if start < 0 or text[:start].strip():
+        if text.strip() and markers.open.startswith(text.lstrip()):
+            return SplitReply("", "", False)  # the open marker, still arriving
         return SplitReply("", text, False)
     body = text[start + len(markers.open):]
     end = body.find(markers.close)
     if end < 0:
-        return SplitReply(body.strip(), "", True)
+        return SplitReply(_without_partial(body, markers.close).strip(), "", True)
     return SplitReply(body[:end].strip(), body[end + len(markers.close):].lstrip(), False)
+
+
+def _without_partial(text: str, marker: str) -> str:
+    """`text` without a trailing start of `marker` (its first characters, streamed so far)."""
+    for length in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:length]):
+            return text[:-length]
+    return text
 
 
 @dataclass(frozen=True)
@@ -157,6 +171,9 @@ class ModelInfo:
     n_gpu_layers: int = 0
     extra: dict[str, str] = field(default_factory=dict)
     thinking: ThinkingMarkers | None = None  # set when the model's chat template thinks
+    # The template switches thinking on and off (GenerationSettings.thinking); False for a
+    # thinking model that always thinks (DeepSeek-R1 distills, Phi-4-mini-reasoning).
+    thinking_switch: bool = False
 
 
 class Generation(Iterator[str]):

@@ -28,8 +28,10 @@ from slmchat.core.engine.kv_state import (
     forget_everywhere,
     model_identity,
 )
+from slmchat.core.engine import thinking
 from slmchat.core.engine.lookup import PromptLookup
 from slmchat.core.engine.templates import ChatFormat, SpecialTokens, choose_format
+from slmchat.core.engine.thinking import ThinkingStyle, ThinkingTracker
 from slmchat.core.errors import (
     ContextFull,
     EngineError,
@@ -78,6 +80,19 @@ class FittedChat(NamedTuple):
     messages: list[ChatMessage]
     tokens: list[int]
     dropped: int  # messages dropped from the front (after the system prompt)
+    # A thinking model's reply as the prompt leaves it: the thinking block the prompt opens
+    # itself (yielded as the reply's first piece), or the prompt closed an empty block (thinking
+    # switched off); `written`: how many of `tokens`, at the end, are a stopped reply's own.
+    head: str = ""
+    closed: bool = False
+    written: int = 0
+
+
+class _Closing(NamedTuple):
+    """The close marker the engine wrote into a reply at the thinking budget."""
+
+    text: str
+    tokens: int
 
 
 class Engine:
@@ -91,6 +106,7 @@ class Engine:
                  kv_states: Path | None = None, kv_cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
         self.config = config
         self._model = self._ctx = None
+        self._piece_buffer = ctypes.create_string_buffer(256)
         self._session: str | None = None
         path = Path(config.model_path)
         gguf = check_gguf(path)  # typed errors, before llama.cpp ever sees the bytes
@@ -127,6 +143,8 @@ class Engine:
                 SpecialTokens(bos=self._token_text(llama_cpp.llama_vocab_bos(self._vocab)),
                               eos=self._token_text(llama_cpp.llama_vocab_eos(self._vocab))),
             )
+            self._thinking: ThinkingStyle | None = thinking.detect(self._format) if self._format else None
+            self._marker_pieces = self._hidden_marker_pieces()
         except BaseException:
             self.close()
             raise
@@ -142,7 +160,6 @@ class Engine:
         self._abort_callback = _ABORT_CALLBACK(self._should_abort)  # referenced: C holds it
         self._active: Generation | None = None
         self._prompt_batched: int | None = None  # llama.cpp's raw n_p_eval once the prompt was done
-        self._piece_buffer = ctypes.create_string_buffer(256)
 
     # --- describing the model -----------------------------------------------------------
     def _describe(self, path: Path, gguf: Any, chat_format: ChatFormat | None) -> ModelInfo:
@@ -160,6 +177,8 @@ class Engine:
             backend=self.resolved.backend,
             n_threads=self.resolved.n_threads,
             n_gpu_layers=self.resolved.n_gpu_layers,
+            thinking=self._thinking.markers if self._thinking else None,
+            thinking_switch=bool(self._thinking and self._thinking.switch),
             extra={
                 "use_extra_bufts": "on" if self.resolved.use_extra_bufts else "off",
                 "flash_attn": {None: "auto", True: "on", False: "off"}[self.resolved.flash_attn],
@@ -212,6 +231,33 @@ class Engine:
     def _is_single_special_token(self, text: str) -> bool:
         return len(self.tokenize(text, add_special=False, parse_special=True)) == 1
 
+    def _hidden_marker_pieces(self) -> dict[int, bytes]:
+        """Thinking markers that are one control token, whose text llama.cpp does not show as a
+        piece: by token, the text to show instead, so the raw reply keeps its markers."""
+        if self._thinking is None:
+            return {}
+        found = {}
+        for marker in (self._thinking.markers.open, self._thinking.markers.close):
+            tokens = self.tokenize(marker, add_special=False, parse_special=True)
+            if len(tokens) == 1 and self._piece(tokens[0]) != marker.encode():
+                found[tokens[0]] = marker.encode()
+        return found
+
+    def _reply_tokens(self, text: str) -> list[int]:
+        """A stopped reply's text as the model wrote it: plain text, but a thinking model's
+        markers as the tokens it generated for them (plain tokenizing would spell them out)."""
+        if self._thinking is None:
+            return self.tokenize(text, add_special=False, parse_special=False)
+        tokens: list[int] = []
+        for marker in (self._thinking.markers.open, self._thinking.markers.close):
+            before, found, text = text.partition(marker)
+            if not found:
+                text = before
+                break
+            tokens += self.tokenize(before, add_special=False, parse_special=False)
+            tokens += self.tokenize(marker, add_special=False, parse_special=True)
+        return tokens + self.tokenize(text, add_special=False, parse_special=False)
+
     def _prompt_tokens(self, text: str) -> list[int]:
         """Tokens of a rendered chat prompt: its markers parsed as special tokens, one BOS."""
         tokens = self.tokenize(text, add_special=False, parse_special=True)
@@ -220,15 +266,29 @@ class Engine:
             tokens.insert(0, bos)
         return tokens
 
-    def _chat_tokens(self, chat_format: ChatFormat, messages: Sequence[ChatMessage]) -> list[int]:
-        """The prompt's tokens. When the last message is the assistant's, it is a reply to
-        continue: the history before it with the generation prompt, then its text as it stands,
-        with no end of turn. Its text is tokenized on its own, as plain text, so the tokens
-        match those the interrupted reply generated and its KV entries are reused."""
-        if messages and _role(messages[-1]) == Role.ASSISTANT.value:
-            opening = self._prompt_tokens(chat_format.render(messages[:-1], add_generation_prompt=True))
-            return opening + self.tokenize(messages[-1].content, add_special=False, parse_special=False)
-        return self._prompt_tokens(chat_format.render(messages))
+    def _chat_tokens(self, chat_format: ChatFormat, messages: Sequence[ChatMessage],
+                     switch: bool | None, dropped: int) -> FittedChat:
+        """The prompt's tokens (`switch`: the template's thinking switch). When the last
+        message is the assistant's, it is a reply to continue: the history before it with the
+        generation prompt, then its text as it stands, with no end of turn. Its text is
+        tokenized on its own, as the model wrote it, so the tokens match those the interrupted
+        reply generated and its KV entries are reused; a thinking block the prompt opens itself
+        is not repeated from the reply's text."""
+        continuing = bool(messages) and _role(messages[-1]) == Role.ASSISTANT.value
+        text = chat_format.render(messages[:-1] if continuing else messages, add_generation_prompt=True,
+                                  thinking=switch)
+        tokens = self._prompt_tokens(text)
+        markers = self._thinking.markers if self._thinking else None
+        head = thinking.prompt_head(text, markers) if markers else ""
+        closed = bool(markers) and thinking.prompt_closes_block(text, markers)
+        if not continuing:
+            return FittedChat(list(messages), tokens, dropped, head, closed)
+        reply = messages[-1].content
+        if head and reply.lstrip().startswith(head.strip()):
+            reply = reply.lstrip()[len(head.strip()):]
+            reply = reply.removeprefix(head[len(head.rstrip()):])  # the whitespace the prompt has after the marker
+        written = self._reply_tokens(reply)
+        return FittedChat(list(messages), tokens + written, dropped, head, closed, len(written))
 
     # --- public API ---------------------------------------------------------------------------
     def stream_chat(
@@ -255,7 +315,7 @@ class Engine:
         """
         fitted = self.fit(messages, settings)
         return self._start(fitted.tokens, settings or GenerationSettings(), cancel, fitted.dropped,
-                           session)
+                           session, fitted)
 
     def complete(
         self,
@@ -372,13 +432,15 @@ class Engine:
         chat_format = self._format
         settings = settings or GenerationSettings()
         messages = list(messages)
+        if self._thinking is not None:  # earlier replies go back as their answers only
+            messages = [thinking.answer_only(m, self._thinking.markers) for m in messages[:-1]] + messages[-1:]
+        switch = thinking.template_switch(self._thinking, settings.thinking)
         budget = self.n_ctx - max(1, min(settings.max_tokens, self.n_ctx // 4))
         head = messages[:1] if messages and _role(messages[0]) == Role.SYSTEM.value else []
         start = len(head)
 
         def keeping_from(first_kept: int) -> FittedChat:
-            kept = head + messages[first_kept:]
-            return FittedChat(kept, self._chat_tokens(chat_format, kept), first_kept - start)
+            return self._chat_tokens(chat_format, head + messages[first_kept:], switch, first_kept - start)
 
         fitted = keeping_from(start)
         if len(fitted.tokens) <= budget:
@@ -408,15 +470,35 @@ class Engine:
 
     # --- the token loop -----------------------------------------------------------------------
     def _start(self, prompt: list[int], settings: GenerationSettings,
-               cancel: threading.Event | None, dropped: int, session: str | None) -> Generation:
+               cancel: threading.Event | None, dropped: int, session: str | None,
+               fitted: FittedChat | None = None) -> Generation:
         if self._active is not None:
             self._active.close()
         # STOPPED until it ends some other way: a reply closed before its first piece was stopped.
         stats = GenerationStats(finish_reason=FinishReason.STOPPED, prompt_tokens=len(prompt),
                                 dropped_messages=dropped)
+        tracker, head = self._thinking_tracker(prompt, settings, fitted)
         self._active = Generation(
-            self._run(prompt, settings, cancel or threading.Event(), stats, session), stats)
+            self._run(prompt, settings, cancel or threading.Event(), stats, session, tracker, head), stats)
         return self._active
+
+    def _thinking_tracker(self, prompt: list[int], settings: GenerationSettings,
+                          fitted: FittedChat | None) -> tuple[ThinkingTracker | None, str]:
+        """For a thinking model's chat reply: the tracker that follows its thinking, set to
+        where the prompt (and a stopped reply's text) leave it, and the head to yield first (a
+        stopped reply's text has it already). The budget counts the stopped reply's thinking too."""
+        if self._thinking is None or fitted is None:
+            return None, ""
+        tracker = ThinkingTracker(self._thinking.markers, settings.thinking_budget, closed=fitted.closed)
+        if fitted.head:
+            tracker.feed(fitted.head, token=False)
+        for token in prompt[len(prompt) - fitted.written:]:
+            tracker.feed(self._token_piece(token).decode("utf-8", "replace"))
+        continuing = _role(fitted.messages[-1]) == Role.ASSISTANT.value
+        return tracker, "" if continuing else fitted.head
+
+    def _token_piece(self, token: int) -> bytes:
+        return self._marker_pieces.get(token) or self._piece(token)
 
     def _reuse_prefix(self, prompt: list[int]) -> int:
         """Keep the KV entries shared with `prompt`, drop the rest; returns how many were kept."""
@@ -489,7 +571,11 @@ class Engine:
         return chain
 
     def _run(self, prompt: list[int], settings: GenerationSettings, cancel: threading.Event,
-             stats: GenerationStats, session: str | None) -> Iterator[str]:
+             stats: GenerationStats, session: str | None, tracker: ThinkingTracker | None = None,
+             head: str = "") -> Iterator[str]:
+        """The reply's pieces. A thinking model's reply first yields the thinking block its prompt
+        opened (`head`); `tracker` counts its thinking tokens and, at the budget, the loop feeds
+        the close marker to the model itself and yields it."""
         started = time.perf_counter()
         ctx, vocab = self._ctx, self._vocab
         sampler = self._sampler(settings, prompt)
@@ -511,6 +597,9 @@ class Engine:
             stats.prompt_restored = min(restored, reused)
             if not complete:
                 return
+            if head:
+                yield head
+            thought_before = tracker.tokens if tracker is not None else 0
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             one = (llama_cpp.llama_token * 1)()
             speculating = self.speculation and settings.speculative == "auto"
@@ -523,9 +612,12 @@ class Engine:
                 if stats.completion_tokens == 1:
                     first_token_at = time.perf_counter()
                     stats.time_to_first_token_s = first_token_at - started
-                text = decoder.decode(self._piece(token))
+                text = decoder.decode(self._token_piece(token))
                 if text:
                     yield text
+                if tracker is not None:
+                    tracker.feed(text)
+                    stats.thinking_tokens = tracker.tokens - thought_before
                 if stats.completion_tokens >= settings.max_tokens:
                     stats.finish_reason = FinishReason.LENGTH
                     break
@@ -538,6 +630,15 @@ class Engine:
                     if lookup is None:  # built once the first piece is out: it is not on the way to it
                         lookup = PromptLookup(prompt)
                     lookup.append(token)
+                if tracker is not None and tracker.over_budget:
+                    closing = self._close_thinking(token, tracker, ahead, sampler, lookup)
+                    if closing is None:
+                        stats.finish_reason = FinishReason.CONTEXT_FULL
+                        break
+                    yield decoder.decode(b"", final=True) + closing.text
+                    stats.completion_tokens += closing.tokens
+                    token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
+                    continue
                 if ahead:  # `token` was a draft the model agreed with: it is in the cache already
                     token = ahead.popleft()
                     continue
@@ -577,6 +678,31 @@ class Engine:
             if stats.completion_tokens > 1:
                 stats.decode_tokens_per_s = (stats.completion_tokens - 1) / max(
                     time.perf_counter() - first_token_at, 1e-9)
+
+    def _close_thinking(self, token: int, tracker: ThinkingTracker, ahead: deque[int], sampler: Any,
+                        lookup: PromptLookup | None) -> _Closing | None:
+        """End the thinking block at the budget: decode `token` (the last thinking token), then
+        the close marker's tokens in one batch, so the model reads them as if it had written them
+        and answers next. Accepted drafts past `token` are dropped first. None when the context
+        has no room for the marker."""
+        self._forget_from(len(self._cached) - len(ahead))  # the cache as without speculation
+        ahead.clear()
+        text = tracker.close()
+        closing = self.tokenize(text, add_special=False, parse_special=True)
+        if len(self._cached) + 1 + len(closing) > self.n_ctx:
+            return None
+        for tokens in ([token], closing):
+            array = (llama_cpp.llama_token * len(tokens))(*tokens)
+            status = llama_cpp.llama_decode(self._ctx, llama_cpp.llama_batch_get_one(array, len(tokens)))
+            if status != 0:
+                raise EngineError(f"llama.cpp could not continue the reply (status {status}).")
+            llama_cpp.llama_synchronize(self._ctx)  # booked apart: the token as a decode, the marker as a batch
+            self._cached.extend(tokens)
+        for forced in closing:
+            llama_cpp.llama_sampler_accept(sampler, forced)  # the repeat penalty sees them too
+            if lookup is not None:
+                lookup.append(forced)
+        return _Closing(text, len(closing))
 
     def _verify(self, token: int, draft: list[int], sampler: Any, batch: Any) -> list[int]:
         """Decode `token` and the drafted tokens after it in one batch, with logits at every

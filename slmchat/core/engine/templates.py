@@ -24,6 +24,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from slmchat.core.generation import ChatMessage, Role
+from slmchat.core.gguf.template_check import GenerationTag
 
 MAX_RENDERED_CHARS = 4_000_000
 _MAX_OPERAND_RESULT = 1_000_000  # longest string/list an operator may build
@@ -95,7 +96,7 @@ def build_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         optimized=False,
-        extensions=["jinja2.ext.loopcontrols"],
+        extensions=["jinja2.ext.loopcontrols", GenerationTag],
         undefined=jinja2.Undefined,
     )
     env.filters["tojson"] = _tojson
@@ -126,9 +127,12 @@ class ChatFormat:
             raise TemplateFailed(f"chat template does not compile: {error}") from error
         self.merges_system = False  # learnt by `probe()`: the template rejects a system role
 
-    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True,
+               thinking: bool | None = None) -> str:
         """The prompt for `messages`; a system prompt is folded into the first user turn when
-        the template has no system role (Gemma-style templates raise on one)."""
+        the template has no system role (Gemma-style templates raise on one). `thinking` sets
+        the template's `enable_thinking` switch (Qwen3, SmolLM3); None leaves it undefined, so
+        the template does what it does by default."""
         if self.merges_system:
             messages = _merge_system(messages)
         payload = [{"role": _role(m.role), "content": m.content} for m in messages]
@@ -141,6 +145,7 @@ class ChatFormat:
                 bos_token=self._tokens.bos,
                 eos_token=self._tokens.eos,
                 tools=None,
+                **({} if thinking is None else {"enable_thinking": thinking}),
             ):
                 size += len(chunk)
                 if size > MAX_RENDERED_CHARS:

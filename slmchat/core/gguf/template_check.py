@@ -34,8 +34,9 @@ _UNSAFE = "The model's chat template could freeze the app or use up its memory, 
 _UNREADABLE = "The model's chat template has errors and cannot be used."
 
 
-class _GenerationTag(jinja2.ext.Extension):
-    """Accept Hugging Face's `{% generation %}` tag, as llama-cpp-python's formatter does."""
+class GenerationTag(jinja2.ext.Extension):
+    """Accept Hugging Face's `{% generation %}` tag (SmolLM3's template has it), as llama-cpp-python's
+    formatter does: it marks the assistant's part for training and renders as its contents."""
 
     tags: ClassVar[set[str]] = {"generation"}
 
@@ -46,7 +47,7 @@ class _GenerationTag(jinja2.ext.Extension):
 
 # The same syntax llama-cpp-python's Jinja2ChatFormatter accepts; only ever used to parse.
 _PARSER_ENV = jinja2.Environment(
-    trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
+    trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols]
 )
 
 
