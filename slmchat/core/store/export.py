@@ -22,8 +22,10 @@ from slmchat.core.store.reader import Reader
 from slmchat.core.store.records import (
     Message,
     MessageStatus,
+    check_sources,
     settings_from_dict,
     settings_to_json,
+    sources_to_json,
     to_text,
 )
 from slmchat.core.store.store import Store
@@ -44,6 +46,9 @@ _MESSAGE_FIELDS = (
     "tokens_per_s",
     "created",
     "updated",
+    "thinking",
+    "thinking_seconds",
+    "sources",
 )
 
 
@@ -67,6 +72,9 @@ def _message_dict(message: Message) -> dict[str, Any]:
         "tokens_per_s": message.tokens_per_s,
         "created": to_text(message.created),
         "updated": to_text(message.updated),
+        "thinking": message.thinking,
+        "thinking_seconds": message.thinking_seconds,
+        "sources": list(message.sources),
     }
 
 
@@ -135,11 +143,29 @@ def conversation_markdown(reader: Reader, conversation_id: int, *, whole_tree: b
             heading += f" ({label})"
         if message.model and message.role is Role.ASSISTANT:
             heading += f" · {message.model}"
-        lines += [f"## {heading}", "", message.content, ""]
+        lines += [f"## {heading}", ""] + _thinking_markdown(message) + [message.content, ""]
+        lines += _sources_markdown(message)
         if message.status is not MessageStatus.COMPLETE:
             note = message.status.value + (f": {message.error}" if message.error else "")
             lines += [f"*({note})*", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _thinking_markdown(message: Message) -> list[str]:
+    """A reply's thinking as a quote before its answer, headed by how long it lasted."""
+    if not message.thinking:
+        return []
+    seconds = "" if message.thinking_seconds is None else f" for {message.thinking_seconds:.0f} s"
+    return [f"*Thought{seconds}:*", ""] + [f"> {line}".rstrip() for line in message.thinking.splitlines()] + [""]
+
+
+def _sources_markdown(message: Message) -> list[str]:
+    """The documents a reply cites, one line each: file, place, and the words cited."""
+    if not message.sources:
+        return []
+    cited = [f"- {source['file']}, {source['place']}: “{' '.join(source['snippet'].split())}”"
+             for source in message.sources]
+    return ["Sources:", ""] + cited + [""]
 
 
 def _labelled_tree(messages: list[Message]) -> list[tuple[str, Message]]:
@@ -229,8 +255,8 @@ class _Part:
             raise self.wrong(key, "a whole number")
         return value
 
-    def number(self, key: str) -> float | None:
-        value = self._get(key)
+    def number(self, key: str, *, required: bool = True) -> float | None:
+        value = self._get(key, required)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
             raise self.wrong(key, "a number")
@@ -268,6 +294,13 @@ class _Part:
 
     def optional_items(self, key: str) -> list[Any]:
         return [] if self._get(key, required=False) is None else self.items(key)
+
+    def sources(self, key: str) -> tuple[dict[str, Any], ...]:
+        """The documents a reply cites (`check_sources`); none when absent."""
+        try:
+            return check_sources(self.optional_items(key))
+        except ValueError as error:
+            raise _Invalid(f'"{key}" in {self.where}: {error}') from None
 
     def settings(self, key: str) -> GenerationSettings | None:
         """Sampling settings, each known field of its declared type; unknown fields (from a newer
@@ -374,6 +407,10 @@ def _read_message(part: _Part) -> _MessageRecord:
         "tokens_per_s": part.number("tokens_per_s"),
         "created": part.time("created"),
         "updated": part.time("updated"),
+        # added with thinking models and documents: absent from older exports
+        "thinking": part.text("thinking", required=False) or None,
+        "thinking_seconds": part.number("thinking_seconds", required=False),
+        "sources": sources_to_json(part.sources("sources")),
     }
     return _MessageRecord(message_id, part.whole("parent_id"), [checked[field] for field in _MESSAGE_FIELDS])
 

@@ -52,13 +52,16 @@ _SEARCH_TITLES_SQL = """
 """
 _SEARCH_MESSAGES_SQL = """
     SELECT m.id, m.conversation_id, m.role, m.created, c.title,
-           snippet(messages_fts, 0, :open, :close, '…', 12) AS snippet
+           snippet(messages_fts, :column, :open, :close, '…', 12) AS snippet
     FROM messages_fts
     JOIN messages m ON m.id = messages_fts.rowid
     JOIN conversations c ON c.id = m.conversation_id
     WHERE messages_fts MATCH :query AND c.deleted_at IS NULL
     ORDER BY messages_fts.rowid DESC LIMIT :limit
 """
+# The columns of messages_fts, searched one at a time: a message's text (a reply's answer), and
+# a reply's thinking.
+_MESSAGE_COLUMNS = ("content", "thinking")
 
 
 def fts_query(text: str) -> str:
@@ -150,7 +153,8 @@ class Reader:
     def search(self, text: str, *, limit: int = 50, marks: tuple[str, str] = ("[", "]")) -> list[SearchHit]:
         """Titles, then messages, matching every word of `text`, newest first; trashed
         conversations are skipped. Snippets wrap the matched words in `marks` (the GUI passes
-        markers it can style).
+        markers it can style). A reply whose thinking holds the words, but not its answer, is a
+        hit `in_thinking`, its snippet from the thinking.
 
         Newest first rather than by bm25 rank: every hit holds all the words anyway, and FTS5
         walks its index in rowid order and stops at `limit`, while ranking must score every
@@ -167,18 +171,20 @@ class Reader:
             for row in self.db.query(_SEARCH_TITLES_SQL, params)
         ]
         params["limit"] = limit - len(hits)
-        hits += [
-            SearchHit(
-                row["conversation_id"],
-                row["title"],
-                row["id"],
-                Role(row["role"]),
-                row["snippet"],
-                datetime.fromisoformat(row["created"]),
-            )
-            for row in self.db.query(_SEARCH_MESSAGES_SQL, params)
-        ]
-        return hits
+        found: dict[int, SearchHit] = {}
+        for column, name in enumerate(_MESSAGE_COLUMNS):  # an answer's hit first: it stands for its message
+            in_column = {**params, "column": column, "query": f"{{{name}}} : ({query})"}
+            for row in self.db.query(_SEARCH_MESSAGES_SQL, in_column):
+                found.setdefault(row["id"], SearchHit(
+                    row["conversation_id"],
+                    row["title"],
+                    row["id"],
+                    Role(row["role"]),
+                    row["snippet"],
+                    datetime.fromisoformat(row["created"]),
+                    in_thinking=name == "thinking",
+                ))
+        return hits + [found[message_id] for message_id in sorted(found, reverse=True)[: params["limit"]]]
 
     # --- personas and settings ------------------------------------------------------------
     def persona(self, persona_id: int) -> Persona:

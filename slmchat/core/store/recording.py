@@ -23,7 +23,11 @@ from slmchat.core.generation import (
     Generation,
     GenerationSettings,
     GenerationStats,
+    ModelInfo,
     Role,
+    SplitReply,
+    ThinkingMarkers,
+    split_reply,
 )
 from slmchat.core.store.reader import Reader
 from slmchat.core.store.records import Message, MessageStatus
@@ -33,10 +37,13 @@ CHECKPOINT_INTERVAL_S = 1.0
 
 
 class Checkpointer:
-    """Collects a streaming reply's pieces and saves the text at most once per `interval_s`.
+    """Collects a streaming reply's pieces and saves it at most once per `interval_s`.
 
     The first piece is saved at once (so a crash right after the first token still leaves it);
-    later pieces within the interval wait for the next save. `clock` is injectable for tests.
+    later pieces within the interval wait for the next save. The pieces are the engine's raw text:
+    from a thinking model (`markers`, from `ModelInfo.thinking`) they are cut with `split_reply`,
+    and the answer is stored as the reply's content, the thinking apart, with how long it lasted.
+    `clock` is injectable for tests.
     """
 
     def __init__(
@@ -44,25 +51,51 @@ class Checkpointer:
         store: Store,
         message_id: int,
         *,
+        markers: ThinkingMarkers | None = None,
         interval_s: float = CHECKPOINT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self.message_id = message_id
+        self._markers = markers
         self._interval_s = interval_s
         self._clock = clock
-        self._pieces: list[str] = []
+        self._text = ""
         self._last_save: float | None = None
         self._saved_length = 0
+        self._first_piece_at: float | None = None
+        self._last_piece_at = 0.0
+        self._thought_until: float | None = None  # when the thinking block closed
+        self.split = SplitReply("", "", False)  # the reply so far, cut into thinking and answer
 
     @property
     def text(self) -> str:
-        return "".join(self._pieces)
+        """The raw reply so far, thinking markers and all (what the engine produced)."""
+        return self._text
+
+    @property
+    def thinking_seconds(self) -> float | None:
+        """How long the model thought: from the first piece to the one that closed the thinking
+        (to the latest, while it has not); None when it did not think."""
+        if self._first_piece_at is None or not (self.split.thinking or self.split.thinking_open):
+            return None
+        end = self._thought_until if self._thought_until is not None else self._last_piece_at
+        return end - self._first_piece_at
 
     def append(self, piece: str) -> bool:
-        """Add a piece; returns True when this call saved the text to the database."""
-        self._pieces.append(piece)
+        """Add a piece; returns True when this call saved the reply to the database."""
+        self._text += piece
         now = self._clock()
+        if self._first_piece_at is None:
+            self._first_piece_at = now
+        self._last_piece_at = now
+        if self._markers is not None:
+            was_thinking = self.split.thinking_open
+            self.split = split_reply(self._text, self._markers)
+            if was_thinking and not self.split.thinking_open:
+                self._thought_until = now
+        else:
+            self.split = SplitReply("", self._text, False)
         if self._last_save is not None and now - self._last_save < self._interval_s:
             return False
         self.flush()
@@ -71,14 +104,15 @@ class Checkpointer:
 
     def flush(self) -> None:
         """Save now whatever has not been saved yet."""
-        text = self.text
-        if len(text) != self._saved_length:
-            self._store.checkpoint(self.message_id, text)
-            self._saved_length = len(text)
+        if len(self._text) != self._saved_length:
+            self._store.checkpoint(self.message_id, self.split.answer, thinking=self.split.thinking,
+                                   thinking_seconds=self.thinking_seconds)
+            self._saved_length = len(self._text)
 
     def finish(self, stats: GenerationStats) -> Message:
-        """Store the final text with how the reply ended."""
-        return self._store.finish_reply(self.message_id, self.text, stats)
+        """Store the final answer and thinking with how the reply ended."""
+        return self._store.finish_reply(self.message_id, self.split.answer, stats, thinking=self.split.thinking,
+                                        thinking_seconds=self.thinking_seconds)
 
 
 class Turn:
@@ -163,13 +197,15 @@ def begin_turn(
     model: str = "",
     system_prompt: str = "",
     settings: GenerationSettings | None = None,
+    markers: ThinkingMarkers | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
     """Commit the user's `prompt` (to a new conversation, or appended to the shown branch of
     `conversation_id`) and open a streaming reply for it.
 
     `system_prompt` and `settings` apply to a new conversation only; a stored conversation keeps
-    its own (read them from `store.conversation(turn.conversation_id)`).
+    its own (read them from `store.conversation(turn.conversation_id)`). `markers`: the thinking
+    markers of the model that answers (`ModelInfo.thinking`), to store its thinking apart.
     """
     if conversation_id is None:
         conversation_id = store.new_conversation(
@@ -179,14 +215,15 @@ def begin_turn(
         store.update_conversation(conversation_id, model=model)
     user_message = store.add_user_message(conversation_id, prompt)
     reply = store.start_reply(conversation_id, model=model)
-    return Turn(store, user_message, reply, Checkpointer(store, reply.id, clock=clock))
+    return Turn(store, user_message, reply, Checkpointer(store, reply.id, markers=markers, clock=clock))
 
 
 def history_for_engine(store: Reader, conversation_id: int, *, up_to: int | None = None) -> list[ChatMessage]:
     """The shown branch as engine input: the system prompt first, then the turns.
 
     Replies that failed or were never written (empty) are left out: they are not something the
-    model said. Stopped and interrupted replies keep the text they have.
+    model said. Stopped and interrupted replies keep the text they have. A reply's thinking is
+    never sent back: only its answer (its content) is, as thinking models' templates expect.
     """
     conversation = store.conversation(conversation_id)
     history = [ChatMessage(Role.SYSTEM, conversation.system_prompt)] if conversation.system_prompt else []
@@ -208,6 +245,8 @@ def session_key(conversation_id: int) -> str:
 
 class ChatEngine(Protocol):
     """What a chat session needs of a model: `Engine` in-process, `EngineClient` across processes."""
+
+    info: ModelInfo  # its `thinking` markers say how to cut a reply into thinking and answer
 
     def stream_chat(self, messages: Sequence[ChatMessage], settings: GenerationSettings | None = None,
                     cancel: threading.Event | None = None, *, session: str | None = None) -> Generation: ...
@@ -261,7 +300,8 @@ class ChatSession:
         text. An engine failure is stored with the reply, then raised.
         """
         with begin_turn(self.store, text, conversation_id=self.conversation_id, model=self.model,
-                        system_prompt=self.system_prompt, settings=self.settings) as turn:
+                        system_prompt=self.system_prompt, settings=self.settings,
+                        markers=self.engine.info.thinking) as turn:
             self.conversation_id = turn.conversation_id
             session = session_key(turn.conversation_id) if self.save_model_state else None
             turn.stream(self.engine.stream_chat(turn.messages, self.settings, cancel, session=session), show)

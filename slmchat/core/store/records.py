@@ -53,6 +53,9 @@ class Message:
     tokens_per_s: float | None  # decode speed
     created: datetime
     updated: datetime
+    thinking: str = ""  # a thinking model's reasoning, kept apart from `content` (its answer)
+    thinking_seconds: float | None = None  # how long it thought; None when it did not
+    sources: tuple[dict[str, Any], ...] = ()  # the documents the reply cites (`check_sources`)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class SearchHit:
     role: Role | None
     snippet: str  # matched words wrapped in the caller's highlight marks
     created: datetime
+    in_thinking: bool = False  # the words were found in a reply's thinking, not in its answer
 
 
 def utc_now() -> datetime:
@@ -119,6 +123,29 @@ def settings_from_json(text: str | None) -> GenerationSettings | None:
     return None if text is None else settings_from_dict(json.loads(text))
 
 
+SOURCE_FIELDS = ("file", "place", "snippet")
+
+
+def check_sources(sources: Any) -> tuple[dict[str, Any], ...]:
+    """Sources as the store keeps them: a list of JSON objects, each with text "file" (the
+    document's name), "place" (where in it, e.g. "page 3") and "snippet" (the words cited); other
+    fields are kept as they are. Raises ValueError naming the first source that is not so."""
+    if not isinstance(sources, (list, tuple)):
+        raise ValueError("sources should be a list")
+    for number, source in enumerate(sources, start=1):
+        if not isinstance(source, dict) or not all(isinstance(source.get(key), str) for key in SOURCE_FIELDS):
+            raise ValueError(f'source {number} should have text "file", "place" and "snippet"')
+        try:
+            json.dumps(source)  # anything else in it must be JSON too
+        except (TypeError, ValueError):
+            raise ValueError(f"source {number} holds something that is not JSON") from None
+    return tuple(dict(source) for source in sources)
+
+
+def sources_to_json(sources: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> str | None:
+    return json.dumps(list(sources), ensure_ascii=False) if sources else None
+
+
 def message_from_row(row: dict[str, Any]) -> Message:
     return Message(
         id=row["id"],
@@ -136,6 +163,9 @@ def message_from_row(row: dict[str, Any]) -> Message:
         tokens_per_s=row["tokens_per_s"],
         created=datetime.fromisoformat(row["created"]),
         updated=datetime.fromisoformat(row["updated"]),
+        thinking=row["thinking"] or "",
+        thinking_seconds=row["thinking_seconds"],
+        sources=tuple(json.loads(row["sources"])) if row["sources"] else (),
     )
 
 

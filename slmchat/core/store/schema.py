@@ -66,28 +66,31 @@ def _conversations(db: Database) -> None:
     )
 
 
-def _fts_sql(table: str, column: str, key: str) -> str:
-    """An external-content FTS5 index over one column, kept in sync by triggers.
+def _fts_sql(table: str, columns: str | tuple[str, ...], key: str) -> str:
+    """An external-content FTS5 index over one column (or several), kept in sync by triggers.
 
     `prefix='2 3'` indexes 2- and 3-letter prefixes: the search box matches the last word as
     a prefix while the user types, and without it a short prefix merges thousands of terms
     (benchmarks/store_bench.py, 100k messages: 12-24 ms -> 0.4 ms, for ~30% more file).
     """
     fts = f"{table}_fts"
+    names = (columns,) if isinstance(columns, str) else columns
+    column = ", ".join(names)
+    new, old = (", ".join(f"{age}.{name}" for name in names) for age in ("new", "old"))
     return f"""
         CREATE VIRTUAL TABLE {fts} USING fts5(
             {column}, content='{table}', content_rowid='{key}', prefix='2 3',
             tokenize='porter unicode61 remove_diacritics 2'
         );
         CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN
-            INSERT INTO {fts}(rowid, {column}) VALUES (new.{key}, new.{column});
+            INSERT INTO {fts}(rowid, {column}) VALUES (new.{key}, {new});
         END;
         CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} BEGIN
-            INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.{key}, old.{column});
+            INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.{key}, {old});
         END;
         CREATE TRIGGER {fts}_update AFTER UPDATE OF {column} ON {table} BEGIN
-            INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.{key}, old.{column});
-            INSERT INTO {fts}(rowid, {column}) VALUES (new.{key}, new.{column});
+            INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.{key}, {old});
+            INSERT INTO {fts}(rowid, {column}) VALUES (new.{key}, {new});
         END;
         INSERT INTO {fts}({fts}) VALUES ('rebuild');
     """
@@ -120,6 +123,28 @@ def _embeddings(db: Database) -> None:
 def _reply_writers(db: Database) -> None:
     # The lease (writers.py) of the process streaming a reply: only its death interrupts the reply.
     db.execute("ALTER TABLE messages ADD COLUMN writer TEXT")
+
+
+@MIGRATIONS(name="0005_thinking_and_sources")
+def _thinking_and_sources(db: Database) -> None:
+    # A thinking model's reasoning, kept apart from its answer (`content`): shown folded above the
+    # answer and never sent back to the model. `thinking_seconds` is how long it thought; `sources`
+    # a JSON list of the documents a reply cites (each a dict with at least "file", "place" and
+    # "snippet"). The search index gets a second column, so that a hit can say it is in the
+    # thinking: one index rather than a second one keeps the schema (which salvage needs whole to
+    # read anything) as small as it was; 'rebuild' indexes the stored messages again.
+    db.executescript(
+        """
+        DROP TRIGGER messages_fts_insert;
+        DROP TRIGGER messages_fts_delete;
+        DROP TRIGGER messages_fts_update;
+        DROP TABLE messages_fts;
+        ALTER TABLE messages ADD COLUMN thinking TEXT;
+        ALTER TABLE messages ADD COLUMN thinking_seconds REAL;
+        ALTER TABLE messages ADD COLUMN sources TEXT;
+        """
+        + _fts_sql("messages", ("content", "thinking"), "id")
+    )
 
 
 def migration_names() -> list[str]:

@@ -32,7 +32,9 @@ from slmchat.core.store.records import (
     Message,
     MessageStatus,
     Persona,
+    check_sources,
     settings_to_json,
+    sources_to_json,
     to_text,
     utc_now,
 )
@@ -306,26 +308,33 @@ class Store(Reader):
         )
 
     @_write
-    def checkpoint(self, message_id: int, text: str) -> None:
-        """Save the text of a streaming reply so far (callers throttle this to about once a second)."""
+    def checkpoint(self, message_id: int, text: str, *, thinking: str = "",
+                   thinking_seconds: float | None = None) -> None:
+        """Save a streaming reply so far: its answer `text` and, from a thinking model, its
+        `thinking` apart (callers throttle this to about once a second)."""
         cursor = self.db.execute(
-            "UPDATE messages SET content = ?, updated = ? WHERE id = ? AND status = 'streaming'",
-            [text, self._now(), message_id],
+            "UPDATE messages SET content = ?, thinking = ?, thinking_seconds = ?, updated = ? "
+            "WHERE id = ? AND status = 'streaming'",
+            [text, thinking or None, thinking_seconds, self._now(), message_id],
         )
         if cursor.rowcount != 1:
             raise self._not_streaming(message_id)
 
     @_write
-    def finish_reply(self, message_id: int, text: str, stats: GenerationStats) -> Message:
-        """Store the final text, how the reply ended, and llama.cpp's counts and timings."""
+    def finish_reply(self, message_id: int, text: str, stats: GenerationStats, *, thinking: str = "",
+                     thinking_seconds: float | None = None) -> Message:
+        """Store the final answer `text` (and thinking, apart), how the reply ended, and
+        llama.cpp's counts and timings."""
         now = self._now()
         with self.db.atomic():
             cursor = self.db.execute(
-                "UPDATE messages SET content = ?, status = ?, reason = ?, error = ?, prompt_tokens = ?, "
-                "completion_tokens = ?, ttft = ?, tokens_per_s = ?, updated = ? "
+                "UPDATE messages SET content = ?, thinking = ?, thinking_seconds = ?, status = ?, reason = ?, "
+                "error = ?, prompt_tokens = ?, completion_tokens = ?, ttft = ?, tokens_per_s = ?, updated = ? "
                 "WHERE id = ? AND status = 'streaming'",
                 [
                     text,
+                    thinking or None,
+                    thinking_seconds,
                     STATUS_FOR_REASON[stats.finish_reason].value,
                     stats.finish_reason.value,
                     stats.error,
@@ -344,6 +353,19 @@ class Store(Reader):
                 "(SELECT conversation_id FROM messages WHERE id = ?)",
                 [now, message_id],
             )
+        return self.message(message_id)
+
+    @_write
+    def set_sources(self, message_id: int, sources: list[dict[str, Any]]) -> Message:
+        """Record the documents a reply cites (each with text "file", "place" and "snippet"),
+        replacing any set before; an empty list clears them. A reply's sources may be set while
+        it streams or after it ended: they are facts about it, not its text."""
+        try:
+            checked = check_sources(sources)
+        except ValueError as error:
+            raise StoreError("These sources cannot be stored with the reply.", detail=str(error)) from None
+        self.message(message_id)
+        self.db.execute("UPDATE messages SET sources = ? WHERE id = ?", [sources_to_json(checked), message_id])
         return self.message(message_id)
 
     @_write

@@ -54,9 +54,12 @@ EXPECTED_TABLES = {
         "created": "TEXT",
         "updated": "TEXT",
         "writer": "TEXT",
+        "thinking": "TEXT",
+        "thinking_seconds": "REAL",
+        "sources": "TEXT",
     },
     "settings": {"key": "TEXT", "value": "TEXT"},
-    "messages_fts": {"content": ""},
+    "messages_fts": {"content": "", "thinking": ""},
     "conversations_fts": {"title": ""},
     "embeddings": {
         "message_id": "INTEGER",

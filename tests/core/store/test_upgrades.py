@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from slmchat.core.generation import GenerationStats
 from slmchat.core.store import backup
 from slmchat.core.store.schema import migration_names
 from slmchat.core.store.store import Store
@@ -28,10 +29,22 @@ MAKER = _load_maker()
 OLD_FILES = sorted(DATABASES.glob("schema-*.db"), key=lambda path: int(path.stem.split("-")[1]))
 
 
-def rows_as_put_in(conn: sqlite3.Connection, table: str, key: str) -> list[dict]:
-    """The rows of `table`, each limited to the columns the maker wrote for it."""
+def columns_of(path: Path, table: str) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        columns = {column[1] for column in conn.execute(f"PRAGMA table_info({table})")}
+    conn.close()
+    return columns
+
+
+def put_in(old_file: Path, table: str) -> list[dict]:
+    """The maker's rows of `table` as `old_file` could hold them (its schema's columns)."""
+    return [MAKER.in_columns(row, columns_of(old_file, table)) for row in MAKER.TABLES[table]]
+
+
+def rows_as_put_in(conn: sqlite3.Connection, table: str, key: str, rows: list[dict]) -> list[dict]:
+    """The rows of `table` with the keys of `rows`, each limited to the columns given for it."""
     found = []
-    for row in MAKER.TABLES[table]:
+    for row in rows:
         columns = ", ".join(row)
         values = conn.execute(f"SELECT {columns} FROM {table} WHERE {key} = ?", [row[key]]).fetchone()
         found.append(None if values is None else dict(zip(row, values)))
@@ -56,9 +69,10 @@ def test_an_old_database_upgrades_with_everything_that_was_put_in(tmp_path: Path
             migration_names())
         conn = store.db.conn
         for table, key in (("personas", "id"), ("conversations", "id"), ("messages", "id"), ("settings", "key")):
-            assert rows_as_put_in(conn, table, key) == MAKER.TABLES[table], table
+            expected = put_in(old_file, table)
+            assert rows_as_put_in(conn, table, key, expected) == expected, table
         if schema_version >= migration_names().index("0003_embeddings") + 1:
-            assert rows_as_put_in(conn, "embeddings", "message_id") == MAKER.EMBEDDINGS
+            assert rows_as_put_in(conn, "embeddings", "message_id", MAKER.EMBEDDINGS) == MAKER.EMBEDDINGS
         # what the window shows, through the store's own readers
         assert [m.content for m in store.branch(1)] == [MAKER.MESSAGES[i]["content"] for i in (2, 3, 5)]
         assert [c.title for c in store.conversations(trashed=True)] == ["In the trash"]
@@ -70,4 +84,39 @@ def test_an_old_database_upgrades_with_everything_that_was_put_in(tmp_path: Path
     with sqlite3.connect(backup.list_backups(path)[-1].path) as found:
         applied = [row[0] for row in found.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
         assert applied == migration_names()[:schema_version]
-        assert rows_as_put_in(found, "messages", "id") == MAKER.MESSAGES
+        expected = put_in(old_file, "messages")
+        assert rows_as_put_in(found, "messages", "id", expected) == expected
+
+
+def test_a_schema_4_database_upgrades_to_keep_thinking_and_sources_apart(tmp_path: Path) -> None:
+    """Schema 5 adds a reply's thinking (searchable on its own), how long it lasted, and the
+    documents it cites; replies from before have none, and new ones keep all three."""
+    path = tmp_path / "slmchat.db"
+    shutil.copyfile(DATABASES / "schema-4.db", path)
+    assert "thinking" not in columns_of(path, "messages")
+
+    with Store(path) as store:
+        old = store.message(2)
+        assert (old.content, old.thinking, old.thinking_seconds, old.sources) == (
+            "Mostly termites and ants.", "", None, ())
+        assert store.search("tongues") == []  # nothing was thinking before
+
+        reply = store.start_reply(1, model="qwen3-0.6b")
+        store.finish_reply(reply.id, "Ants, mostly.", GenerationStats(), thinking="Their tongues are long.",
+                           thinking_seconds=2.0)
+        store.set_sources(reply.id, [{"file": "Burrowers.pdf", "place": "page 3", "snippet": "ants"}])
+        new = store.message(reply.id)
+        assert (new.content, new.thinking, new.thinking_seconds) == ("Ants, mostly.", "Their tongues are long.", 2.0)
+        assert new.sources == ({"file": "Burrowers.pdf", "place": "page 3", "snippet": "ants"},)
+        assert [(hit.message_id, hit.in_thinking) for hit in store.search("tongues")] == [(reply.id, True)]
+
+
+def test_a_schema_5_database_keeps_its_thinking_and_sources_through_upgrades(tmp_path: Path) -> None:
+    path = tmp_path / "slmchat.db"
+    shutil.copyfile(DATABASES / "schema-5.db", path)
+    with Store(path) as store:
+        kept = store.message(2)
+        assert kept.thinking == MAKER.MESSAGES[1]["thinking"]
+        assert kept.thinking_seconds == 3.5
+        assert [source["file"] for source in kept.sources] == ["Burrowers.pdf"]
+        assert [(hit.message_id, hit.in_thinking) for hit in store.search("tongues reach")] == [(2, True)]

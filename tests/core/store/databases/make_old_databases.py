@@ -2,7 +2,7 @@
 
 Each file gets the first N migrations of `slmchat/core/store/schema.py` (through sqlite-utils,
 as that version did) and the conversations, branches, personas and settings below, written with
-plain SQL in the columns that schema had. `test_upgrades.py` upgrades a copy of each with the
+plain SQL in the columns that schema had (a value for a column it did not have yet is left out). `test_upgrades.py` upgrades a copy of each with the
 current code and compares what it finds with the data here, not with the file.
 
 Run it from the repository root after adding a migration: it builds only the files that are
@@ -48,7 +48,10 @@ MESSAGES = [  # conversation 1 branches twice: 3 is an edit of 1, 5 a regenerati
      "status": "complete", "created": _at(3), "updated": _at(3)},
     {"id": 2, "conversation_id": 1, "parent_id": 1, "role": "assistant", "content": "Mostly termites and ants.",
      "status": "complete", "reason": "done", "model": "smollm2-135m", "prompt_tokens": 12,
-     "completion_tokens": 6, "ttft": 0.125, "tokens_per_s": 41.5, "created": _at(4), "updated": _at(4)},
+     "completion_tokens": 6, "ttft": 0.125, "tokens_per_s": 41.5, "created": _at(4), "updated": _at(4),
+     # from schema 5 on: a thinking model's reasoning apart, and the documents it cites
+     "thinking": "They dig at night; their tongues reach into mounds.", "thinking_seconds": 3.5,
+     "sources": '[{"file": "Burrowers.pdf", "place": "page 3", "snippet": "an aardvark eats ants"}]'},
     {"id": 3, "conversation_id": 1, "parent_id": None, "role": "user",
      "content": "What do aardvarks eat at night?", "status": "complete", "created": _at(5), "updated": _at(5)},
     {"id": 4, "conversation_id": 1, "parent_id": 3, "role": "assistant", "content": "Termites, by the thous",
@@ -79,6 +82,11 @@ TABLES = {"personas": PERSONAS, "conversations": CONVERSATIONS, "messages": MESS
           "embeddings": EMBEDDINGS}
 
 
+def in_columns(row: dict, columns: set[str]) -> dict:
+    """The values of `row` that a table with these columns can hold."""
+    return {column: value for column, value in row.items() if column in columns}
+
+
 def path_for(migrations: int) -> Path:
     return HERE / f"schema-{migrations}.db"
 
@@ -91,6 +99,7 @@ def build(path: Path, migrations: int) -> None:
     for table, rows in TABLES.items():
         if db[table].exists():
             for row in rows:
+                row = in_columns(row, set(db[table].columns_dict))
                 columns = ", ".join(row)
                 db.execute(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' for _ in row)})",
                            list(row.values()))
