@@ -10,9 +10,7 @@ Nothing asked or answered through the API is stored.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import secrets
-import socket
 import sys
 from pathlib import Path
 
@@ -66,47 +64,24 @@ def _choices(given: list[str] | None, paths: Paths) -> list[ModelChoice]:
     return list(choices.values())
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """Bound here, before the server starts, so that port 0's choice is known and printed."""
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host.strip("[]")).version == 6 else socket.AF_INET
-    except ValueError:
-        family = socket.AF_INET  # a host name: IPv4
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as error:
-        sock.close()
-        raise SlmchatError(f"Cannot listen on {host} port {port} ({error.strerror}). "
-                           "Choose another with --port, or 0 for any free one.") from None
-    sock.listen(128)
-    return sock
-
-
 def run_serve(args: argparse.Namespace, paths: Paths) -> int:
     # Only this command needs the web server: other commands start without loading it.
-    import uvicorn
-
     from slmchat.core.serve.app import build_app
     from slmchat.core.serve.guard import is_loopback
+    from slmchat.core.serve.running import address, listening_socket, server
 
     key = args.api_key
     if not key and not is_loopback(args.host):
         key = secrets.token_urlsafe(24)
         print(f"API key (send it as \"Authorization: Bearer <key>\"): {key}", flush=True)
     choices = _choices(args.model, paths)
-    sock = _listening_socket(args.host, args.port)
+    sock = listening_socket(args.host, args.port, "Choose another with --port, or 0 for any free one.")
     models: ServedModels | None = None
     try:
         models = load_models(choices, n_threads=args.threads, paths=paths, max_waiting=args.max_queue)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"Serving {', '.join(for_terminal(m.name) for m in models)} at http://{shown}:{port}/v1 "
+        print(f"Serving {', '.join(for_terminal(m.name) for m in models)} at {address(sock)} "
               "(Ctrl+C stops)", flush=True)
-        config = uvicorn.Config(build_app(models, api_key=key), log_config=None, log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=2, server_header=False)
-        uvicorn.Server(config).run(sockets=[sock])
+        server(build_app(models, api_key=key)).run(sockets=[sock])
     finally:
         sock.close()
         if models is not None:

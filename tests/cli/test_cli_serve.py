@@ -204,6 +204,30 @@ def test_a_streamed_chat_with_include_usage_ends_with_the_token_counts(server, n
     assert chunks[-2].choices[0].finish_reason == "length"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stop_string_split_across_two_pieces_ends_the_reply_before_it_with_finish_reason_stop(
+        server, names, stream) -> None:
+    client = server.client()
+    pieces = [chunk.choices[0].delta.content for chunk in client.chat.completions.create(
+        model=names["chat"], messages=HELLO, max_tokens=40, stream=True, **GREEDY)
+        if chunk.choices and chunk.choices[0].delta.content]
+    whole = "".join(pieces)
+    k = next(k for k in range(3, len(pieces) - 1) if len(pieces[k].strip()) >= 2 and len(pieces[k + 1].strip()) >= 2)
+    stop = pieces[k][-2:] + pieces[k + 1][:2]  # only whole across the two pieces
+    expected = whole[:whole.find(stop)]
+    request = {"model": names["chat"], "messages": HELLO, "max_tokens": 40, "stop": ["never said", stop], **GREEDY}
+    if stream:
+        chunks = [chunk for chunk in client.chat.completions.create(stream=True, **request) if chunk.choices]
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        reply = client.chat.completions.create(**request)
+        text, finish = reply.choices[0].message.content, reply.choices[0].finish_reason
+        assert reply.usage.completion_tokens < 40  # the model stopped there, not only the text
+    assert (text, finish) == (expected, "stop")
+    assert stop not in text
+
+
 def test_the_base_model_completes_text_as_the_engine_does_and_cannot_chat(server, names, models) -> None:
     prompt = "The three primary colours are"
     client = server.client()
@@ -337,6 +361,21 @@ def test_a_client_that_hangs_up_mid_stream_stops_its_generation(server, names) -
     started = time.monotonic()
     assert chat(server, names, max_tokens=2)
     assert time.monotonic() - started < whole_s / 2, "the model went on writing for nobody"
+
+
+def test_an_embedding_request_whose_client_hangs_up_stops_before_all_its_texts_are_embedded(server, names) -> None:
+    texts = [f"Sentence number {number} is about a small house with a garden." for number in range(480)]
+    started = time.monotonic()
+    assert len(server.client().embeddings.create(model=names["embed"], input=texts).data) == len(texts)
+    whole_s = time.monotonic() - started
+
+    sock = raw_request(server, "/v1/embeddings", json.dumps({"model": names["embed"], "input": texts}).encode())
+    time.sleep(min(0.5, whole_s / 8))
+    sock.close()  # hang up
+
+    started = time.monotonic()
+    assert server.client().embeddings.create(model=names["embed"], input="hello").data
+    assert time.monotonic() - started < whole_s / 2, f"the model went on embedding for nobody ({whole_s:.1f} s)"
 
 
 def test_a_slow_reader_gets_the_whole_stream_without_holding_up_the_next_request(server, names) -> None:

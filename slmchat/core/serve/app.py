@@ -26,6 +26,7 @@ from slmchat.core.serve import replies
 from slmchat.core.serve.api_error import SERVER_ERROR, ApiError
 from slmchat.core.serve.body import MAX_BODY_BYTES, read_json
 from slmchat.core.serve.guard import Guard
+from slmchat.core.serve.hosted import HostedModels
 from slmchat.core.serve.lane import Ticket
 from slmchat.core.serve.served import ServedModel, ServedModels
 from slmchat.core.serve.validate import (
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def build_app(models: ServedModels, *, api_key: str | None = None,
+def build_app(models: ServedModels | HostedModels, *, api_key: str | None = None,
               max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     """The API over `models`; with `api_key`, every request must carry it."""
 
@@ -71,7 +72,10 @@ def build_app(models: ServedModels, *, api_key: str | None = None,
         wanted = embedding_request(body)
         ticket = model.embed(wanted)
         async with _cancelled_if_gone(request, ticket):
-            _, (vectors, tokens) = await ticket.result()
+            _, outcome = await ticket.result()
+        if outcome is None:  # stopped: its client went away
+            raise ClientDisconnect()
+        vectors, tokens = outcome
         return JSONResponse(replies.embeddings(model.name, vectors, tokens, as_base64=wanted.base64))
 
     routes = [

@@ -3,7 +3,8 @@
 A chat or base model runs in an `EngineClient`, an embedding model in a `TaskClient`; what each
 can do comes from its file's metadata (tasks/capabilities.py), so a request a model cannot
 answer is refused by name before it reaches the model. A model whose process crashed is loaded
-again before the next request, as the interactive CLI chat does.
+again before the next request, as the interactive CLI chat does. The window serves its own
+loaded model the same way (hosted.py), its engine shared with its own chat (turns.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from slmchat.core.errors import SlmchatError, UnsupportedModel
-from slmchat.core.generation import EngineConfig, Generation
+from slmchat.core.generation import EngineConfig, FinishReason, Generation, GenerationStats
 from slmchat.core.process.engine_client import EngineClient
 from slmchat.core.process.task_client import TaskClient, TaskKind
 from slmchat.core.serve.api_error import ApiError, from_slmchat_error, invalid
 from slmchat.core.serve.lane import Lane, Ticket, Work
+from slmchat.core.serve.stops import StopScanner
 from slmchat.core.serve.validate import EmbeddingRequest, GenerationRequest
 from slmchat.core.tasks.capabilities import Capability
 from slmchat.paths import Paths
@@ -28,6 +32,7 @@ from slmchat.paths import Paths
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_WAITING = 8
+EMBED_BATCH = 16  # texts per call to an embedding model: how soon a departed client's request stops
 
 
 @dataclass(frozen=True)
@@ -40,23 +45,44 @@ class ModelChoice:
 
 
 class ServedModel:
-    """One model loaded in its process, answering one request at a time."""
+    """One model answering one request at a time through its lane.
 
-    def __init__(self, choice: ModelChoice, *, n_threads: int | None, paths: Paths, max_waiting: int) -> None:
-        self.name = choice.name
-        self.capabilities = choice.capabilities
-        self.created = int(choice.path.stat().st_mtime)
-        self.client: EngineClient | TaskClient
+    `client` is an `EngineClient` (chat or base model) or an embedding `TaskClient`. `gone` is
+    called on the lane's thread when the client's process died serving a request; by default the
+    model is loaded again (the server owns it), the window passes its own (it owns the engine).
+    `in_use(True/False)` brackets each request the model works on; `answered(request, text,
+    stats)` hears each generation that ended (both on the lane's thread).
+    """
+
+    def __init__(self, name: str, client: EngineClient | TaskClient, capabilities: frozenset[Capability], *,
+                 context: int, created: int, lane: Lane, gone: Callable[[], None] | None = None,
+                 in_use: Callable[[bool], None] | None = None,
+                 answered: Callable[[GenerationRequest, str, GenerationStats], None] | None = None) -> None:
+        self.name = name
+        self.client = client
+        self.capabilities = capabilities
+        self.context = context
+        self.created = created
+        self.lane = lane
+        self._gone = gone or self.revive
+        self._in_use = in_use or (lambda _using: None)
+        self._answered = answered or (lambda _request, _text, _stats: None)
+
+    @classmethod
+    def load(cls, choice: ModelChoice, *, n_threads: int | None, paths: Paths, max_waiting: int) -> ServedModel:
+        """Load `choice` in its own process, with a lane of its own."""
+        client: EngineClient | TaskClient
         if Capability.EMBED in choice.capabilities:
-            self.client = TaskClient(TaskKind.EMBED, choice.path, n_threads=n_threads, paths=paths)
-            self.context = self.client.n_ctx
+            client = TaskClient(TaskKind.EMBED, choice.path, n_threads=n_threads, paths=paths)
+            context = client.n_ctx
         elif choice.capabilities & {Capability.CHAT, Capability.COMPLETE}:
-            self.client = EngineClient(EngineConfig(model_path=choice.path, n_threads=n_threads), paths=paths)
-            self.context = self.client.info.n_ctx
+            client = EngineClient(EngineConfig(model_path=choice.path, n_threads=n_threads), paths=paths)
+            context = client.info.n_ctx
         else:
             raise UnsupportedModel(f"{choice.path.name} can neither chat, continue text nor embed, so the "
                                    "server cannot offer it. Serve a chat, text or embedding model.")
-        self.lane = Lane(choice.name, max_waiting)
+        return cls(choice.name, client, choice.capabilities, context=context,
+                   created=int(choice.path.stat().st_mtime), lane=Lane(choice.name, max_waiting))
 
     def _require(self, capability: Capability, endpoint: str) -> None:
         if capability not in self.capabilities:
@@ -71,55 +97,93 @@ class ServedModel:
         self._require(Capability.CHAT, "/v1/chat/completions")
         engine = self._engine()
         return self.lane.submit(self._generating(
-            lambda cancel: engine.stream_chat(request.messages, request.settings, cancel)))
+            request, lambda cancel: engine.stream_chat(request.messages, request.settings, cancel)))
 
     def complete(self, request: GenerationRequest) -> Ticket:
         self._require(Capability.COMPLETE, "/v1/completions")
         engine = self._engine()
         return self.lane.submit(self._generating(
-            lambda cancel: engine.complete(request.prompt, request.settings, cancel)))
+            request, lambda cancel: engine.complete(request.prompt, request.settings, cancel)))
 
     def embed(self, request: EmbeddingRequest) -> Ticket:
-        """The result is (vectors, prompt tokens)."""
+        """The result is (vectors, prompt tokens). The texts go to the model a few at a time, so
+        a client that went away stops a long request within one batch."""
         self._require(Capability.EMBED, "/v1/embeddings")
         client = self.client
         assert isinstance(client, TaskClient)
 
         def work(cancel: threading.Event, emit: Callable[[str], None]) -> object:
-            with self._as_api_errors():
-                vectors = client.embed(request.texts)
-                return vectors, sum(len(client.tokens(text)) for text in request.texts)
+            vectors: list[np.ndarray] = []
+            tokens = 0
+            with self._serving(), self._using():
+                for start in range(0, len(request.texts), EMBED_BATCH):
+                    if cancel.is_set():
+                        return None  # nobody waits for the answer any more
+                    batch = request.texts[start:start + EMBED_BATCH]
+                    vectors.append(client.embed(batch))
+                    tokens += sum(len(client.tokens(text)) for text in batch)
+            return np.concatenate(vectors), tokens
 
         return self.lane.submit(work)
 
     def _engine(self) -> EngineClient:
-        assert isinstance(self.client, EngineClient)
+        assert not isinstance(self.client, TaskClient)
         return self.client
 
-    def _generating(self, start: Callable[[threading.Event], Generation]) -> Work:
-        """Work that streams a generation's pieces and returns its stats."""
+    def _generating(self, request: GenerationRequest, start: Callable[[threading.Event], Generation]) -> Work:
+        """Work that streams a generation's pieces and returns its stats; a stop sequence ends
+        it (its text not sent) with the finish reason "stop"."""
 
         def work(cancel: threading.Event, emit: Callable[[str], None]) -> object:
-            with self._as_api_errors():
-                generation = start(cancel)
-                for piece in generation:
-                    emit(piece)
-                return generation.stats
+            scanner = StopScanner(request.stop)
+            sent: list[str] = []
+
+            def send(text: str) -> None:
+                sent.append(text)
+                emit(text)
+
+            with self._serving():
+                generation = start(cancel)  # waits for the engine when it is shared with the window
+                with self._using():
+                    for piece in generation:
+                        if scanner.stopped:
+                            continue  # stopping: the model ends within a token
+                        if text := scanner.feed(piece):
+                            send(text)
+                        if scanner.stopped:
+                            cancel.set()
+                if text := scanner.flush():
+                    send(text)
+                stats = generation.stats
+                if scanner.stopped:
+                    stats.finish_reason = FinishReason.DONE
+                self._answered(request, "".join(sent), stats)
+                return stats
 
         return work
 
     @contextmanager
-    def _as_api_errors(self) -> Iterator[None]:
+    def _serving(self) -> Iterator[None]:
         """Around a model call: a slmchat error becomes its API answer, and a dead process is
-        loaded again for the next request."""
+        handed to `gone`."""
         try:
             yield
         except SlmchatError as error:
-            self.revive()
+            if not self.client.alive:
+                self._gone()
             raise from_slmchat_error(error) from error
 
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        """While the model works for a request (not while it waits for its turn)."""
+        self._in_use(True)
+        try:
+            yield
+        finally:
+            self._in_use(False)
+
     def revive(self) -> None:
-        """Load the model again when its process is gone (it crashed, hung or ran out of memory)."""
+        """Load the model again (its process crashed, hung or ran out of memory)."""
         if not self.client.alive:
             log.warning("the process of %s is gone; loading it again", self.name)
             try:
@@ -159,7 +223,7 @@ def load_models(choices: Iterable[ModelChoice], *, n_threads: int | None, paths:
     loaded: list[ServedModel] = []
     try:
         for choice in choices:
-            loaded.append(ServedModel(choice, n_threads=n_threads, paths=paths, max_waiting=max_waiting))
+            loaded.append(ServedModel.load(choice, n_threads=n_threads, paths=paths, max_waiting=max_waiting))
     except BaseException:
         for model in loaded:
             model.close()

@@ -2,8 +2,9 @@
 
 Sampling follows slmchat's own defaults (GenerationSettings) for what a request leaves out;
 llama.cpp's server extensions (top_k, min_p, repeat_penalty) are understood too. What slmchat
-cannot do (several choices, log-probabilities, tools, stop sequences) is refused rather than
-silently ignored, so a client never takes a different answer for the one it asked for.
+cannot do (several choices, log-probabilities, tools) is refused rather than silently ignored,
+so a client never takes a different answer for the one it asked for. Stop sequences are
+checked here and applied while the reply streams (stops.py).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any
 
 from slmchat.core.generation import ChatMessage, GenerationSettings, Role
 from slmchat.core.serve.api_error import invalid
+from slmchat.core.serve.stops import MAX_STOPS
 
 # OpenAI's roles, as the engine's chat template knows them ("developer" is the new "system").
 _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "assistant": Role.ASSISTANT}
 # Parameters slmchat cannot honour, with the value that means "not asked for".
 _UNSUPPORTED = {
     "n": 1, "best_of": 1, "logprobs": (None, False, 0), "top_logprobs": (None, 0), "echo": False,
-    "suffix": None, "stop": (None, [], ""), "tools": (None, []), "functions": (None, []),
+    "suffix": None, "tools": (None, []), "functions": (None, []),
     "tool_choice": (None, "none"), "function_call": (None, "none"), "logit_bias": (None, {}),
     "presence_penalty": (None, 0), "frequency_penalty": (None, 0),
     "response_format": (None, {"type": "text"}),
@@ -38,6 +40,7 @@ class GenerationRequest:
     include_usage: bool  # stream_options.include_usage: a last chunk with the token counts
     messages: tuple[ChatMessage, ...] = ()
     prompt: str = ""
+    stop: tuple[str, ...] = ()  # the reply ends before the first of these it writes
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ def chat_request(body: dict[str, Any], context: int) -> GenerationRequest:
     if not isinstance(messages, list) or not messages:
         raise invalid("\"messages\" must be a non-empty list of messages.", param="messages")
     chat = tuple(_message(message, index) for index, message in enumerate(messages))
-    return GenerationRequest(model_name(body), _settings(body, context), *_streaming(body), messages=chat)
+    return GenerationRequest(model_name(body), _settings(body, context), *_streaming(body), messages=chat,
+                             stop=_stops(body))
 
 
 def completion_request(body: dict[str, Any], context: int) -> GenerationRequest:
@@ -72,7 +76,8 @@ def completion_request(body: dict[str, Any], context: int) -> GenerationRequest:
         prompt = prompt[0]
     if not isinstance(prompt, str) or not prompt:
         raise invalid("\"prompt\" must be one non-empty string.", param="prompt")
-    return GenerationRequest(model_name(body), _settings(body, context), *_streaming(body), prompt=prompt)
+    return GenerationRequest(model_name(body), _settings(body, context), *_streaming(body), prompt=prompt,
+                             stop=_stops(body))
 
 
 def embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
@@ -107,6 +112,17 @@ def _message(message: Any, index: int) -> ChatMessage:
     if not isinstance(content, str):
         raise invalid(f"{param}.content must be a string.", param=f"{param}.content")
     return ChatMessage(_ROLES[message["role"]], content)
+
+
+def _stops(body: dict[str, Any]) -> tuple[str, ...]:
+    """`stop`: one string or a list of up to four; empty strings mean nothing and are dropped."""
+    stop = body.get("stop")
+    if stop is None:
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or len(stops) > MAX_STOPS or not all(isinstance(s, str) for s in stops):
+        raise invalid(f"\"stop\" must be a string or a list of up to {MAX_STOPS} strings.", param="stop")
+    return tuple(dict.fromkeys(s for s in stops if s))
 
 
 def _streaming(body: dict[str, Any]) -> tuple[bool, bool]:

@@ -37,13 +37,21 @@ def test_developer_messages_are_system_messages_and_text_parts_are_joined() -> N
     ({"temperature": -1}, "temperature"), ({"temperature": float("nan")}, "temperature"),
     ({"temperature": True}, "temperature"), ({"max_tokens": 10**9}, "max_tokens"),
     ({"max_tokens": CONTEXT + 1}, "max_tokens"), ({"max_completion_tokens": 0}, "max_completion_tokens"),
-    ({"n": 5}, "n"), ({"top_p": 0}, "top_p"), ({"stop": ["\n"]}, "stop"), ({"logprobs": True}, "logprobs"),
+    ({"n": 5}, "n"), ({"top_p": 0}, "top_p"), ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"stop": [1]}, "stop"), ({"stop": {"x": 1}}, "stop"), ({"logprobs": True}, "logprobs"),
     ({"tools": [{"type": "function"}]}, "tools"), ({"stream": "yes"}, "stream"), ({"messages": []}, "messages"),
     ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0]"), ({"model": ""}, "model"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
 ])
 def test_out_of_range_unsupported_or_malformed_chat_parameters_are_refused_by_name(change, param) -> None:
     assert refused(chat_request, {**BASE, **change}).param == param
+
+
+def test_stop_is_one_string_or_up_to_four_kept_in_order_without_empty_ones_or_repeats() -> None:
+    assert chat_request({**BASE, "stop": "\n"}, CONTEXT).stop == ("\n",)
+    assert chat_request({**BASE, "stop": ["User:", "", "END", "User:"]}, CONTEXT).stop == ("User:", "END")
+    assert chat_request({**BASE, "stop": None}, CONTEXT).stop == ()
+    assert completion_request({"model": "m", "prompt": "x", "stop": ["."]}, CONTEXT).stop == (".",)
 
 
 def test_the_largest_max_tokens_is_the_models_context() -> None:
