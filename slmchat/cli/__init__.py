@@ -20,7 +20,7 @@ from slmchat.paths import HOME_ENV, Paths
 from slmchat.logsetup import setup_logging
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("chat", "history", "models", "tasks", "catalog", "serve")
+COMMAND_MODULES: tuple[str, ...] = ("chat", "history", "models", "tasks", "docs", "catalog", "serve")
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 70

@@ -1,8 +1,8 @@
 """The indexer in a process of its own: the window and the CLI start it, steer it and hear from it.
 
-`IndexerProcess` spawns a child that opens the library's file, starts the embedding model
-(in its own process again, through TaskClient, so llama.cpp crashes stay contained) and runs
-`indexer.index_pending`. Events (indexer.py's dataclasses) come back over a pipe; pause,
+`IndexerProcess` spawns a child that opens the library's file, loads the embedding model
+(llama.cpp's output goes to logs/indexer.log; a crash in it ends only this process, and the
+parent reports it) and runs `indexer.index_pending`. Events (indexer.py's dataclasses) come back over a pipe; pause,
 resume and stop go the other way. Killing the child at any moment is safe: every file is
 committed whole, and the next start carries on with the files still pending.
 """
@@ -10,6 +10,7 @@ committed whole, and the next start carries on with the files still pending.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 import traceback
@@ -29,9 +30,13 @@ def _child(conn: Connection, paths: Paths, embedder_path: str | None, n_threads:
     """The background process: index until done or told to stop; the parent's exit stops it."""
     import signal
 
-    from slmchat.core.process.task_client import TaskClient, TaskKind
+    from slmchat.core.tasks.embeddings import Embedder
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is the parent's
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log = os.open(paths.logs / "indexer.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)  # llama.cpp writes to stdout and stderr: keep it off the user's terminal
+    os.dup2(log, 2)
     control = Control()
     lock = threading.Lock()
 
@@ -61,7 +66,7 @@ def _child(conn: Connection, paths: Paths, embedder_path: str | None, n_threads:
     try:
         with DocumentIndex(paths.documents_database) as index:
             if embedder_path is not None:
-                embedder = TaskClient(TaskKind.EMBED, embedder_path, n_threads=n_threads, paths=paths)
+                embedder = Embedder(embedder_path, n_threads=n_threads)
             emit(index_pending(index, embedder, emit=emit, control=control))
     except SlmchatError as error:
         emit(Failed(str(error)))

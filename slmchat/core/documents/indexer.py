@@ -140,7 +140,7 @@ def scan(index: DocumentIndex) -> Scanned:
                 stat = path.stat()
                 if (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns):
                     continue
-                if row.sha256 is not None and sha256_of(path) == row.sha256:
+                if row.sha256 and sha256_of(path) == row.sha256:  # "": never hashed (too large)
                     index.touch(row.id, stat.st_size, stat.st_mtime_ns)
                     continue
             except OSError:
@@ -163,16 +163,14 @@ def index_file(index: DocumentIndex, row: FileRow, embedder: Embedder | None) ->
     path = Path(row.path)
     try:
         stat = path.stat()
-        digest = sha256_of(path)
-    except FileNotFoundError:
-        status, reason = Status.UNREADABLE, "The file disappeared while it was being indexed."
-        index.record(row.id, size=0, mtime_ns=0, sha256="", status=status, reason=reason)
-        return status, reason, 0
+        extraction = extract(path)
+        # A file refused for its size is not read at all, not even to hash it.
+        digest = sha256_of(path) if extraction.status is not Status.TOO_LARGE else ""
     except OSError as error:
-        status, reason = Status.UNREADABLE, f"The file could not be read ({error.strerror or error})."
-        index.record(row.id, size=0, mtime_ns=0, sha256="", status=status, reason=reason)
-        return status, reason, 0
-    extraction = extract(path)
+        reason = "The file disappeared while it was being indexed." if isinstance(error, FileNotFoundError) \
+            else f"The file could not be read ({error.strerror or error})."
+        index.record(row.id, size=0, mtime_ns=0, sha256="", status=Status.UNREADABLE, reason=reason)
+        return Status.UNREADABLE, reason, 0
     pieces = chunk(extraction.blocks) if extraction.status is Status.INDEXED else []
     vectors = _embed(embedder, [p.text for p in pieces]) if embedder is not None and pieces else None
     index.record(row.id, size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=digest,

@@ -182,6 +182,14 @@ class Retriever:
             used += size
         return [group for group in groups if group]
 
+    def _by_relevance(self, question: str, documents: list[Passage],
+                      collections: Sequence[int] | None) -> list[Passage]:
+        """Whole documents, the one holding the best passage first (a small model reads the
+        first source most closely)."""
+        order = list(dict.fromkeys(p.file_id for p in self.search(question, CANDIDATES, collections=collections)))
+        rank = {file_id: i for i, file_id in enumerate(order)}
+        return sorted(documents, key=lambda p: rank.get(p.file_id, len(rank)))
+
     def gather(self, question: str, budget: int, *, collections: Sequence[int] | None = None,
                tokens: Callable[[str], int] = approx_tokens) -> Context:
         """The context for `question` within `budget` tokens of sources."""
@@ -189,7 +197,7 @@ class Retriever:
         if not whole:
             return Context("empty", [], [])
         if sum(tokens(p.text) for p in whole) <= budget:
-            return Context("whole", whole, [])
+            return Context("whole", self._by_relevance(question, whole, collections), [])
         if is_whole_document_question(question):
             parts = self.parts(collections, budget, tokens)
             return Context("map_reduce", [p for part in parts for p in part], parts)
