@@ -342,7 +342,7 @@ NEWLINE, NEWLINES = "\u010a", "\u010a\u010a"  # GPT-2's byte tokens for "\n" and
 
 
 def write_scripted_chat(path: Path, template: str, *, eos: str, script: dict[str, str],
-                        bos: str = "<｜begin▁of▁sentence｜>") -> Path:
+                        bos: str = "<｜begin▁of▁sentence｜>", control_markers: bool = False) -> Path:
     """A tiny llama whose next token depends only on the current one, as `script` says (token
     text -> next token text; any other token is followed by `eos`), carrying `template`.
 
@@ -351,8 +351,9 @@ def write_scripted_chat(path: Path, template: str, *, eos: str, script: dict[str
     row of its successor points along it (a logit of 40 against 0 for every other token). So a
     greedy, or even a sampled, reply follows the script exactly, which is what tests of thinking
     need: a random tiny model never writes `<think>` on its own. The vocabulary is GPT-2's byte
-    alphabet (any text tokenizes), a merged "\\n\\n", the thinking markers and every family's
-    control tokens.
+    alphabet (any text tokenizes), a merged "\\n\\n", the thinking markers (added tokens as in
+    Qwen3's vocabulary, or control tokens with `control_markers`, which llama.cpp neither shows
+    as text nor matches in plain text) and every family's control tokens.
     """
     n_embd, n_head, n_ff = 16, 2, 16
     tokens = _byte_alphabet() + [NEWLINES] + THINKING_MARKERS + THINKING_SPECIALS
@@ -378,7 +379,8 @@ def write_scripted_chat(path: Path, template: str, *, eos: str, script: dict[str
          "blk.0.ffn_up.weight": zeros((n_ff, n_embd), np.float32),
          "blk.0.ffn_down.weight": zeros((n_embd, n_ff), np.float32)}
     types = ([gguf.TokenType.NORMAL] * (len(tokens) - len(THINKING_MARKERS) - len(THINKING_SPECIALS))
-             + [gguf.TokenType.USER_DEFINED] * len(THINKING_MARKERS) + [gguf.TokenType.CONTROL] * len(THINKING_SPECIALS))
+             + [gguf.TokenType.CONTROL if control_markers else gguf.TokenType.USER_DEFINED] * len(THINKING_MARKERS)
+             + [gguf.TokenType.CONTROL] * len(THINKING_SPECIALS))
 
     def configure(writer: gguf.GGUFWriter) -> None:
         writer.add_context_length(4096)  # SmolLM3's own system prompt is ~1,500 byte tokens
