@@ -6,6 +6,7 @@ Both run the model in its engine process. Every chat turn is stored through
 `--no-store`. Ctrl+C stops the reply being written (stored as stopped, with its text), not the
 program; at the prompt it ends the chat. A reply cut off by the model's process dying is stored
 as interrupted with its text; the interactive chat then loads the model again and goes on.
+A thinking model's thinking is printed apart from its answer (`cli/reply_printer.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from types import FrameType
 from slmchat.cli import EXIT_INTERRUPTED
 from slmchat.cli.history import open_store, positive_int
 from slmchat.cli.model_arg import choose_model
+from slmchat.cli.reply_printer import ReplyPrinter
 from slmchat.cli.terminal import for_terminal, printer
 from slmchat.core.errors import NotAChatModel, SlmchatError
 from slmchat.core.generation import (
@@ -43,6 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_options(chat)
     chat.add_argument("--system", metavar="TEXT", help="a system prompt")
     chat.add_argument("--prompt", metavar="TEXT", help="send one message, print the reply, exit")
+    chat.add_argument("--thinking", choices=("auto", "on", "off"),
+                      help="for models that think before they answer: auto does what the model does by "
+                           "default, on and off switch it where the model can (default: "
+                           f"{GenerationSettings().thinking})")
+    chat.add_argument("--thinking-budget", type=_budget, metavar="N",
+                      help="the most tokens a reply may spend thinking; then the answer follows "
+                           "(0: no limit, the default)")
+    chat.add_argument("--no-thinking", action="store_true",
+                      help="print a thinking model's answer only, not its thinking (it still thinks: "
+                           "see --thinking)")
     where = chat.add_mutually_exclusive_group()
     where.add_argument("--conversation", type=positive_int, metavar="ID",
                        help="continue stored conversation ID (its model, system prompt and settings, "
@@ -60,6 +72,13 @@ def _temperature(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 5.0:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be between 0 and 5, not {text}")
+    return value
+
+
+def _budget(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, not {text}")
     return value
 
 
@@ -87,8 +106,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, base: GenerationSettings | None) -> GenerationSettings:
     """`base` (a conversation's settings, else the defaults) with the options given on the command line."""
-    given = {name: getattr(args, name) for name in ("max_tokens", "temperature", "seed", "speculative")
-             if getattr(args, name) is not None}
+    names = ("max_tokens", "temperature", "seed", "speculative", "thinking", "thinking_budget")
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     return dataclasses.replace(base or GenerationSettings(), **given)
 
 
@@ -100,6 +119,8 @@ def stats_line(stats: GenerationStats) -> str:
     if stats.drafted_tokens:
         line += (f", guessed tokens: {stats.accepted_tokens} of {stats.drafted_tokens} accepted "
                  f"({stats.accepted_tokens / stats.drafted_tokens:.0%})")
+    if stats.thinking_tokens:
+        line += f", thinking tokens: {stats.thinking_tokens}"
     return line
 
 
@@ -151,9 +172,10 @@ def run_chat(args: argparse.Namespace, paths: Paths) -> int:
                     f"{for_terminal(engine.info.name)} is a base model: it has no chat format and only "
                     "continues text. Use `slmchat-cli complete` with it, or choose a chat (instruct) model.")
             session = _session(store, engine, args, conversation, model)
+            _note_fixed_thinking(engine, session.settings)
             try:
                 if args.prompt is not None:
-                    turn = _turn(session, args.prompt, ctrl_c, args.stats)
+                    turn = _turn(session, engine, args.prompt, ctrl_c, args)
                     stopped = turn.stats is not None and turn.stats.finish_reason is FinishReason.STOPPED
                     return EXIT_INTERRUPTED if stopped else 0  # a stopped reply is stored, but not whole
                 return _interactive(session, engine, ctrl_c, args)
@@ -193,7 +215,7 @@ def _interactive(session: ChatSession, engine: EngineClient, ctrl_c: _CtrlC, arg
         if not text.strip():
             return 0
         try:
-            _turn(session, text, ctrl_c, args.stats)
+            _turn(session, engine, text, ctrl_c, args)
         except SlmchatError as error:
             print(f"\nslmchat: {error}", file=sys.stderr)
             if not engine.alive:
@@ -201,13 +223,23 @@ def _interactive(session: ChatSession, engine: EngineClient, ctrl_c: _CtrlC, arg
                 engine.reload()
 
 
-def _turn(session: ChatSession, text: str, ctrl_c: _CtrlC, with_stats: bool) -> Turn:
+def _note_fixed_thinking(engine: EngineClient, settings: GenerationSettings) -> None:
+    """Say so when --thinking asks a model that always thinks to switch."""
+    if engine.info.thinking is not None and not engine.info.thinking_switch and settings.thinking != "auto":
+        print(f"slmchat: {for_terminal(engine.info.name)} always thinks before it answers; it has no "
+              f"switch for --thinking {settings.thinking}.", file=sys.stderr)
+
+
+def _turn(session: ChatSession, engine: EngineClient, text: str, ctrl_c: _CtrlC,
+          args: argparse.Namespace) -> Turn:
     """One stored turn, its reply streamed to stdout; Ctrl+C from now on stops the reply."""
-    show = printer(sys.stdout)
+    show = ReplyPrinter(sys.stdout, engine.info.thinking, show_thinking=not args.no_thinking)
     ctrl_c.replying = threading.Event()
-    turn = session.send(text, show, ctrl_c.replying)
-    show("\n")
-    if with_stats and turn.stats is not None:
+    try:
+        turn = session.send(text, show, ctrl_c.replying)
+    finally:
+        show.end()
+    if args.stats and turn.stats is not None:
         print(stats_line(turn.stats), flush=True)
     return turn
 
