@@ -144,6 +144,17 @@ def split_reply(text: str, markers: ThinkingMarkers | None) -> SplitReply:
     return SplitReply(body[:end].strip(), body[end + len(markers.close):].lstrip(), False)
 
 
+def join_reply(split: SplitReply, markers: ThinkingMarkers | None) -> str:
+    """A reply's raw text rebuilt from its parts, as the model writes it ("<think>\\n...\\n</think>
+    \\n\\n" then the answer): what to pass as the last, assistant, message to continue a stopped
+    reply whose thinking and answer were stored apart. Without thinking, the answer alone."""
+    if markers is None or not (split.thinking or split.thinking_open):
+        return split.answer
+    if split.thinking_open:
+        return f"{markers.open}\n{split.thinking}"
+    return f"{markers.open}\n{split.thinking}\n{markers.close}\n\n{split.answer}"
+
+
 def _without_partial(text: str, marker: str) -> str:
     """`text` without a trailing start of `marker` (its first characters, streamed so far)."""
     for length in range(min(len(marker) - 1, len(text)), 0, -1):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slmchat.core.generation import SplitReply, ThinkingMarkers, split_reply
+from slmchat.core.generation import SplitReply, ThinkingMarkers, join_reply, split_reply
 
 THINK = ThinkingMarkers("<think>", "</think>")
 
@@ -25,3 +25,9 @@ def test_the_close_marker_still_arriving_is_not_shown_as_thinking() -> None:
     for partial in ("<think>\nSo, 2.\n<", "<think>\nSo, 2.\n</thi", "<think>\nSo, 2.\n</think"):
         assert split_reply(partial, THINK) == SplitReply("So, 2.", "", True), partial
     assert split_reply("<think>a < b", THINK) == SplitReply("a < b", "", True)
+
+
+def test_parts_stored_apart_join_back_into_a_reply_that_splits_into_the_same_parts() -> None:
+    for parts in (SplitReply("So, 2.", "Two.", False), SplitReply("So,", "", True), SplitReply("", "Two.", False)):
+        assert split_reply(join_reply(parts, THINK), THINK) == parts
+    assert join_reply(SplitReply("", "Two.", False), None) == "Two."

@@ -28,6 +28,7 @@ from slmchat.core.generation import (
     GenerationSettings,
     Role,
     SplitReply,
+    join_reply,
     split_reply,
 )
 from slmchat.core.gguf.check import read_gguf
@@ -260,6 +261,17 @@ def test_a_stopped_thinking_reply_continues_from_its_text_reusing_every_token_it
         rest = engine.stream_chat([*question, ChatMessage(Role.ASSISTANT, written)], GREEDY)
         assert written + rest.read() == full.text, written
         assert rest.stats.prompt_evaluated == 1  # the markers went back as the tokens the model wrote
+
+
+@pytest.mark.parametrize("family", ["qwen3", "deepseek_r1_distill_qwen"])
+def test_a_stopped_reply_stored_as_thinking_and_answer_apart_continues_once_joined_back(
+        family: str, engines: dict[str, Engine]) -> None:
+    engine = engines[family]
+    for stopped in (f"<think>\nok", f"<think>\n{THOUGHT}</think>\n\n"):  # while thinking, once answering
+        stored = split_reply(stopped, engine.info.thinking)
+        joined = join_reply(stored, engine.info.thinking)
+        rest = engine.stream_chat([*ASK, ChatMessage(Role.ASSISTANT, joined)], GREEDY).read()
+        assert split_reply(joined + rest, engine.info.thinking) == SplitReply(THOUGHT, "A", False), stopped
 
 
 def test_a_continued_reply_counts_the_thinking_it_had_done_against_the_budget(engines: dict[str, Engine]) -> None:
