@@ -6,6 +6,7 @@ It holds no rules of its own: user intent goes to `ChatController` (conversation
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from slmchat.core.errors import StoreError
 from slmchat.core.generation import EngineConfig, ModelInfo
 from slmchat.core.models.catalog import Catalog
 from slmchat.core.models.hardware import Backend, Machine
@@ -45,6 +47,7 @@ from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress
 from slmchat.gui.empty_state import EmptyState
 from slmchat.gui.model_bar import ModelBar
 from slmchat.gui.model_choices import display_name, model_choices, recommendation
+from slmchat.gui.model_servers import ModelServers, servers_from_settings
 from slmchat.gui.model_session import LoadRequest, ModelSession
 from slmchat.gui.notices import NoticeBar, Toast, user_message
 from slmchat.gui.sidebar import Sidebar
@@ -54,7 +57,7 @@ from slmchat.gui.trash import Trash, TrashDialog
 from slmchat.gui.welcome import Recommendation, Welcome
 from slmchat.gui.workers import run_task
 from slmchat.paths import Paths
-from slmchat.settings import Settings
+from slmchat.settings import Settings, save_settings
 
 if TYPE_CHECKING:  # imported when first opened: start-up stays quick
     from slmchat.gui.model_manager import ModelManager
@@ -93,6 +96,7 @@ class MainWindow(QMainWindow):
         self.machine: Machine | None = None
         self._recommended: tuple[DownloadKey, Recommendation] | None = None
         self.downloads = Downloads(library, paths, self)
+        self.model_servers = ModelServers(servers_from_settings(settings.model_servers), self)
         self.trash = Trash(controller.store, session,  # it rewrites the file when the GUI is not writing
                            lambda: controller.busy or controller.meaning.indexing, self)
         self.setWindowTitle("slmchat")
@@ -155,6 +159,7 @@ class MainWindow(QMainWindow):
         self.setTabOrder(self.composer.editor, self.composer.send_button)
         self.refresh_conversations()
         self.refresh_models()
+        self.model_servers.refresh()
         self._show_chat_page()
         if first_run:
             self.pages.setCurrentWidget(self.welcome)
@@ -183,6 +188,9 @@ class MainWindow(QMainWindow):
         self.model_bar.manage_models.connect(self.open_model_manager)
         self.model_bar.open_settings.connect(self.open_settings)
         self.model_bar.open_about.connect(self.open_about)
+        self.model_bar.add_server.connect(self.open_model_servers)
+        self.model_servers.changed.connect(self.refresh_models)
+        self.model_servers.edited.connect(self._model_servers_edited)
         self.welcome.start_chat.connect(self._start_from_welcome)
         self.welcome.typed.connect(self._typed_on_welcome)
         self.welcome.download.connect(self._download_recommended)
@@ -321,7 +329,8 @@ class MainWindow(QMainWindow):
         models = [m for m in everything if m.info is None or roles(m) & ANSWERS]
         n_ctx = self.settings.context_size
         current = self.session.request.model_id if self.session.request else None
-        self.model_bar.set_models(model_choices(models, self.machine, n_ctx, self.catalog), current)
+        choices = model_choices(models, self.machine, n_ctx, self.catalog) + self.model_servers.choices()
+        self.model_bar.set_models(choices, current)
         starter = next((m for m in models if m.source.value == "starter" and m.usable), None)
         self.welcome.set_starter(display_name(starter, self.catalog) if starter else None)
 
@@ -397,30 +406,41 @@ class MainWindow(QMainWindow):
                  lambda error: self.notice.show_message(user_message(error, self.paths.log_file), error=True))
 
     def switch_model(self, model_id: str) -> None:
-        """Load another model; the open conversation stays and continues with it."""
-        try:
-            model = self.library.get(model_id)
-        except Exception as error:
-            self.notice.show_message(user_message(error, None), error=True)
-            return
-        if not model.usable:
-            self.notice.show_message(model.problem or "This model file can't be used.", error=True)
-            return
+        """Load another model (a file here, or one on an added server); the open conversation
+        stays and continues with it."""
+        remote = self.model_servers.find(model_id)
+        model: LibraryModel | None = None
+        if remote is None:
+            try:
+                model = self.library.get(model_id)
+            except Exception as error:
+                self.notice.show_message(user_message(error, None), error=True)
+                return
+            if not model.usable:
+                self.notice.show_message(model.problem or "This model file can't be used.", error=True)
+                return
         self.controller.stop()
         self.model_bar.select(model_id)
-        text_task = Capability.TRANSLATE in roles(model)
+        text_task = model is not None and Capability.TRANSLATE in roles(model)
         self.controller.task_model = model if text_task else None
         self.composer.show_tasks(text_task)
         self._show_chat_page()
-        if text_task:  # started in its own process on first use, by the controller's task models
+        if model is not None and text_task:  # started in its own process on first use, by the task models
             self.model_bar.set_ready("CPU", f"{display_name(model, self.catalog)}: translates and summarizes")
             return
-        self.session.load(LoadRequest(model.id, display_name(model, self.catalog), self.engine_config(model)))
-        self.controller.set_conversation_model(model.id)
+        if model is not None:
+            request = LoadRequest(model.id, display_name(model, self.catalog), self.engine_config(model))
+        else:
+            request = LoadRequest(model_id, self.model_servers.name(remote), remote)
+        self.session.load(request)
+        self.controller.set_conversation_model(model_id)
 
     def _model_loaded(self, info: ModelInfo) -> None:
-        detail = (f"{info.name}: {info.quantization}, context {info.n_ctx:,} tokens, "
-                  f"{info.n_threads} threads, {info.n_gpu_layers} layers on the GPU")
+        if "server" in info.extra:  # a model on a server the user added
+            detail = f"{info.name} runs on the model server at {info.extra['server']}: your messages go there."
+        else:
+            detail = (f"{info.name}: {info.quantization}, context {info.n_ctx:,} tokens, "
+                      f"{info.n_threads} threads, {info.n_gpu_layers} layers on the GPU")
         self.model_bar.set_ready(info.backend, detail)
         self._show_chat_page()
         if self.machine is not None and self.machine.backend is not Backend.CPU and info.backend == "CPU":
@@ -496,6 +516,23 @@ class MainWindow(QMainWindow):
         dialog = self.settings_dialog()
         if dialog.exec() == QDialog.DialogCode.Accepted:
             dialog.save()
+
+    def open_model_servers(self) -> None:
+        from slmchat.gui.model_server_dialog import ModelServerDialog
+
+        ModelServerDialog(self.model_servers, self).exec()
+
+    def _model_servers_edited(self) -> None:
+        """Keep the servers in the settings; a removed server's model stops answering at once."""
+        self.settings = dataclasses.replace(self.settings, model_servers=self.model_servers.for_settings())
+        try:
+            save_settings(self.controller.store, self.settings)
+        except StoreError as error:
+            self.notice.show_message(user_message(error, self.paths.log_file), error=True)
+        request = self.session.request
+        if request is not None and not isinstance(request.config, EngineConfig) \
+                and self.model_servers.find(request.model_id) is None:
+            self.load_default_model()
 
     def open_trash(self) -> None:
         TrashDialog(self.trash, self).exec()

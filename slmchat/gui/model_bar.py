@@ -1,6 +1,8 @@
 """The bar above the chat: which model answers, how it runs, and the way to other models.
 
-Model names and details come from the models' own files, so labels and tooltips show them as text.
+Model names and details come from the models' own files (or a model server's list), so labels
+and tooltips show them as text. The switcher ends with "Add a model server…", where models on
+another computer join the list.
 """
 
 from __future__ import annotations
@@ -31,10 +33,15 @@ class ModelChoice:
     usable: bool = True
 
 
+ADD_SERVER = "Add a model server…"
+_ADD_SERVER_DATA = "slmchat:add-model-server"  # the switcher's last row: not a model
+
+
 class ModelBar(QFrame):
     """Model switcher (Ctrl+K), load progress, backend badge, Models… and Settings buttons."""
 
     model_chosen = Signal(str)
+    add_server = Signal()  # the switcher's "Add a model server…"
     manage_models = Signal()
     open_settings = Signal()
     open_about = Signal()
@@ -84,11 +91,13 @@ class ModelBar(QFrame):
         for button in (self.models_button, self.settings_button, self.about_button):
             layout.addWidget(button)
         self._choices: list[ModelChoice] = []
+        self._selected = 0  # the row of the model shown, to go back to after "Add a model server…"
 
     def set_models(self, choices: list[ModelChoice], current_id: str | None) -> None:
         self._choices = list(choices)
         self.switcher.blockSignals(True)
         self.switcher.clear()
+        self._selected = 0
         for choice in choices:
             label = f"{choice.name}   ·   {choice.fit}" if choice.fit else choice.name
             self.switcher.addItem(label, choice.id)
@@ -98,16 +107,22 @@ class ModelBar(QFrame):
                 self.switcher.model().item(row).setEnabled(False)
         if not choices:
             self.switcher.addItem("No model yet — open Models to get one", None)
+        self.switcher.insertSeparator(self.switcher.count())
+        self.switcher.addItem(ADD_SERVER, _ADD_SERVER_DATA)
+        self.switcher.setItemData(self.switcher.count() - 1, "Chat with models that run on another computer",
+                                  Qt.ItemDataRole.ToolTipRole)
         self.select(current_id)
         self.switcher.blockSignals(False)
 
     def select(self, model_id: str | None) -> None:
         row = self.switcher.findData(model_id)
         if row >= 0:
+            self._selected = row
             self.switcher.setCurrentIndex(row)
 
     def current_id(self) -> str | None:
-        return self.switcher.currentData()
+        data = self.switcher.currentData()
+        return None if data == _ADD_SERVER_DATA else data
 
     def set_loading(self, name: str) -> None:
         self.progress.show()
@@ -133,5 +148,9 @@ class ModelBar(QFrame):
 
     def _chosen(self, row: int) -> None:
         model_id = self.switcher.itemData(row)
-        if model_id is not None:
+        if model_id == _ADD_SERVER_DATA:
+            self.switcher.setCurrentIndex(self._selected)  # the model that answers stays shown
+            self.add_server.emit()
+        elif model_id is not None:
+            self._selected = row
             self.model_chosen.emit(model_id)

@@ -1,11 +1,15 @@
-"""Models as the user sees them: display names, fit labels for this machine, the recommendation."""
+"""Models as the user sees them: display names, fit labels for this machine, the recommendation,
+and models on the servers the user added, marked with the computer they run on."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from slmchat.core.errors import SlmchatError
 from slmchat.core.models import hardware
 from slmchat.core.models.catalog import RECOMMEND_CONTEXT, Catalog, CatalogEntry
 from slmchat.core.models.library import LibraryModel, ModelLibrary, ModelSource
+from slmchat.core.process.remote_client import ModelServer, RemoteModel
 from slmchat.gui.downloads import DownloadKey, format_size
 from slmchat.gui.model_bar import ModelChoice
 from slmchat.gui.welcome import Recommendation
@@ -62,6 +66,36 @@ def model_choices(models: list[LibraryModel], machine: hardware.Machine | None, 
         if fit is not None:
             detail += f" {fit.reason}"
         choices.append(ModelChoice(model.id, display_name(model, catalog), fit.label.text if fit else "", detail))
+    return choices
+
+
+def server_label(server: ModelServer, servers: Sequence[ModelServer]) -> str:
+    """The computer a server runs on, with its port only when another added server shares it."""
+    shared = sum(other.host == server.host for other in servers) > 1
+    return server.where if shared else server.host
+
+
+def remote_name(model: RemoteModel, servers: Sequence[ModelServer]) -> str:
+    """The name shown in the switcher and stored with each reply: "llama3:70b — on 192.168.1.20"."""
+    return f"{model.name} — on {server_label(model.server, servers)}"
+
+
+def remote_choices(servers: Sequence[ModelServer],
+                   listings: Mapping[str, Sequence[RemoteModel] | str | None]) -> list[ModelChoice]:
+    """The models of each added server (by URL: its models, the error that kept them, or None while
+    asked); a server that cannot be used shows as one greyed entry saying why."""
+    choices = []
+    for server in servers:
+        listing = listings.get(server.url)
+        label = server_label(server, servers)
+        if listing is None or isinstance(listing, str):
+            fit = "Looking…" if listing is None else "Not reachable"
+            choices.append(ModelChoice(f"remote:{server.url}", f"Models on {label}", fit, listing or "",
+                                       usable=False))
+            continue
+        detail = (f"Runs on the model server at {server.url}, not on this computer: what you write in "
+                  "this chat is sent there.")
+        choices += [ModelChoice(model.id, remote_name(model, servers), "", detail) for model in listing]
     return choices
 
 

@@ -6,14 +6,15 @@ only once it has been given back. Closes and loads run one at a time on the thre
 the order asked (close the old, then open the new), so switching models while a reply streams
 costs a stopped reply, never a crash or a second model's memory. The GUI thread only hears
 `loading`, `loaded` and `failed`. A load that was overtaken by another (the user switched
-again) is closed as soon as it finishes and never announced.
+again) is closed as soon as it finishes and never announced. A model on a server the user added
+is "loaded" the same way: its `RemoteClient` asks the server for it, and is lent like an engine.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -21,18 +22,25 @@ from slmchat.core.generation import EngineConfig, ModelInfo
 from slmchat.gui.workers import run_task
 from slmchat.paths import Paths
 
+if TYPE_CHECKING:
+    from slmchat.core.process.remote_client import RemoteModel
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LoadRequest:
     model_id: str
-    name: str
-    config: EngineConfig
+    name: str  # as the switcher shows it, and stored with each reply ("… — on 192.168.1.20")
+    config: EngineConfig | RemoteModel  # a model file here, or a model on a server the user added
 
 
-def _open_engine(config: EngineConfig, paths: Paths) -> Any:
-    # Imported here, on a worker thread: the GUI process never needs it to start.
+def _open_engine(config: EngineConfig | RemoteModel, paths: Paths) -> Any:
+    # Imported here, on a worker thread: the GUI process never needs them to start.
+    if not isinstance(config, EngineConfig):
+        from slmchat.core.process.remote_client import RemoteClient
+
+        return RemoteClient(config, paths=paths)
     from slmchat.core.process.engine_client import EngineClient
 
     return EngineClient(config, paths=paths)

@@ -25,10 +25,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx2
 
 from slmchat.core.engine.kv_state import forget_everywhere
 from slmchat.core.errors import ContextFull, EngineError
@@ -41,6 +39,9 @@ from slmchat.core.generation import (
     ModelInfo,
 )
 from slmchat.paths import Paths
+
+if TYPE_CHECKING:  # httpx2 is imported where it is used: the window lists these models without it
+    import httpx2
 
 __all__ = ["ModelServer", "RemoteClient", "RemoteLimits", "RemoteModel", "list_models"]
 
@@ -120,6 +121,8 @@ class RemoteModel:
 def _client(server: ModelServer, limits: RemoteLimits, read_s: float) -> httpx2.Client:
     """A client that goes only where it is told: no proxy or credentials from the environment,
     no redirects, no connection kept for another request."""
+    import httpx2
+
     return httpx2.Client(
         headers=server.headers(), trust_env=False, follow_redirects=False,
         timeout=httpx2.Timeout(limits.connect_s, read=read_s),
@@ -164,6 +167,8 @@ def _refused(server: ModelServer, response: httpx2.Response) -> EngineError:
 
 
 def _unreachable(server: ModelServer, error: httpx2.HTTPError, limits: RemoteLimits) -> EngineError:
+    import httpx2
+
     if isinstance(error, httpx2.ConnectTimeout):
         return EngineError(f"The model server at {server.where} did not answer within "
                            f"{limits.connect_s:g} seconds. Check that the computer is on and on this "
@@ -183,6 +188,8 @@ def _not_openai(server: ModelServer, detail: str) -> EngineError:
 
 def list_models(server: ModelServer, limits: RemoteLimits | None = None) -> list[RemoteModel]:
     """The models `server` offers (GET /v1/models), in its order. Blocks up to the list limit."""
+    import httpx2
+
     limits = limits or RemoteLimits()
     try:
         with _client(server, limits, limits.list_s) as client:
@@ -235,6 +242,8 @@ class _Exchange:
                     self._socket.shutdown(socket.SHUT_RDWR)
 
     def _run(self) -> None:
+        import httpx2
+
         server, limits = self._server, self._limits
         try:
             with _client(server, limits, max(limits.start_s, limits.silence_s)) as client, \
