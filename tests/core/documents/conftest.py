@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import minilm_gguf
 import pytest
+from document_corpus import CORPUS
 from model_cache import MODEL_CACHE
 
 from slmchat.core.process.task_client import TaskClient, TaskKind
 from slmchat.paths import Paths
-
-HERE = Path(__file__).resolve().parent
-CORPUS = HERE / "corpus"
-QUESTIONS = json.loads((HERE / "questions.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")
