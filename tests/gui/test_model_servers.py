@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from gui_helpers import MODEL_TIMEOUT_MS, wait_until_idle
 from model_server_stub import MODEL, Behaviour, StubServer, running_stub
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 from serve_process import Server, start_server, stop_server
 
@@ -133,6 +133,7 @@ def test_a_model_on_another_computer_is_added_chosen_and_answers_streamed_and_st
 
     said = add_server_through_the_switcher(qtbot, window, f"127.0.0.1:{remote.port}", KEY, look)
     assert said == "Added. The model list now has 1 model from 127.0.0.1."
+    assert window.model_bar.switcher.currentText() != ADD_SERVER  # the model shown before stays shown
     remote_rows = [text for text in switcher_texts(window) if text.endswith(" — on 127.0.0.1")]
     assert len(remote_rows) == 1 and remote_rows[0].lower().startswith("smollm2")
     assert switcher_texts(window)[:len(local) - 2] == local[:-2]  # the local models stay, first
@@ -215,7 +216,7 @@ def test_servers_added_before_are_asked_at_start_and_only_they_and_a_removed_one
     assert set(network_watch) <= allowed
 
 
-def test_a_reply_cut_off_by_the_server_keeps_its_text_and_says_why_without_freezing_the_window(
+def test_a_reply_cut_off_refused_or_slow_from_the_server_is_said_and_stops_without_freezing_the_window(
         qtbot, stub: StubServer):
     window = window_with_servers(qtbot, ({"url": stub.base_url, "key": ""},))
     name = f"{MODEL} — on 127.0.0.1"
@@ -234,3 +235,15 @@ def test_a_reply_cut_off_by_the_server_keeps_its_text_and_says_why_without_freez
     window.controller.send("And again?")
     wait_until_idle(qtbot, window)
     assert window.notice.isVisible() and "asked for a key" in window.notice.label.text()
+
+    stub.behaviour = Behaviour(start_delay_s=10)  # a big model still reading the conversation
+    window.controller.send("Still there?")
+    qtbot.wait(300)
+    assert window.composer.stop_button.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    stopped = QElapsedTimer()
+    stopped.start()
+    wait_until_idle(qtbot, window)
+    assert stopped.elapsed() < 1500
+    reply = window.controller.store.branch(window.controller.conversation_id)[-1]
+    assert reply.status is MessageStatus.STOPPED and reply.content == ""
