@@ -10,6 +10,11 @@ row answering from a height it remembers (a dict lookup by row), so a 500-messag
 reply stream as smoothly as a short one. Buttons (Copy, Regenerate, ‹ 2/3 ›
 …) are links inside the documents; the view turns clicks on them into `action` signals.
 
+A thinking model's reply shows its thinking folded above the answer: "Thinking…" while it thinks,
+"Thought for 12 s" once the answer has begun; a click unfolds it (the view does that itself, it is
+only presentation) and the thinking is drawn muted beside a rail, streamed in settled blocks like
+the answer.
+
 Everything drawn is HTML we build: the message text goes through `markdown` (which escapes it),
 the model's name and an error text are escaped here. A link in a message is passed on to be
 opened only when it is http, https or mailto (`openable_link`); any other link does nothing.
@@ -92,6 +97,7 @@ class Action(str, enum.Enum):
     NEXT = "next"
     LINK = "link"
     SENTIMENT = "sentiment"
+    THINKING = "thinking"  # fold or unfold a reply's thinking: handled by the view itself
 
 
 _ENDINGS = {
@@ -118,6 +124,14 @@ class MessageView:
     sibling_index: int = 0
     sibling_count: int = 1
     error: str = ""
+    thinking: str = ""  # a thinking model's reasoning, shown folded above the answer (`text`)
+    thinking_open: bool = False  # still thinking: no answer yet
+    thinking_seconds: float | None = None  # how long it thought
+    thinking_unfolded: bool = False  # the user opened the thinking to read it
+
+    @property
+    def thought(self) -> bool:
+        return bool(self.thinking) or self.thinking_open
 
     @property
     def is_user(self) -> bool:
@@ -210,6 +224,7 @@ class _Layout:
     docs: list[tuple[QTextDocument, QPointF, int]]  # each with the number of code blocks before it
     bubble: QRectF | None
     code_blocks: list[str]
+    rail: QRectF | None = None  # beside an unfolded thinking
 
 
 @dataclass
@@ -219,6 +234,9 @@ class _Settled:
     key: tuple  # (column width, theme, font): a change renders them again
     text: str  # what they show: the start of the reply
     parts: list[tuple[QTextDocument, list[str]]]  # a document and its code blocks, per block
+
+
+THINKING_INDENT = 14  # the unfolded thinking, right of its rail
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -232,7 +250,8 @@ class MessageDelegate(QStyledItemDelegate):
         # row again on each layout, and most rows have not changed since.
         self._hints: dict[int, tuple[int, QSize]] = {}
         self._estimates: dict[Any, tuple[tuple, int]] = {}  # heights of messages not drawn yet
-        self._settled: dict[Any, _Settled] = {}  # per streaming reply
+        self._settled: dict[Any, _Settled] = {}  # per streaming reply: its answer
+        self._settled_thinking: dict[Any, _Settled] = {}  # and its thinking
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
         self._fix_heights = QTimer(self, singleShot=True, interval=0)
         self._fix_heights.timeout.connect(lambda: self.sizeHintChanged.emit(QModelIndex()))
@@ -246,6 +265,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._layouts.clear()
         self._estimates.clear()
         self._settled.clear()
+        self._settled_thinking.clear()
         self._hints.clear()
 
     def forget_rows(self, first: int = 0) -> None:
@@ -258,9 +278,10 @@ class MessageDelegate(QStyledItemDelegate):
         that draws them: after a switch to another chat mid-reply (or a regenerate), nothing
         else would free their documents until the cache fills. A reply shown again is
         rendered afresh."""
-        for message_id in [message_id for message_id in self._settled if message_id not in shown]:
-            del self._settled[message_id]
-            self._layouts.pop(message_id, None)
+        for settled in (self._settled, self._settled_thinking):
+            for message_id in [message_id for message_id in settled if message_id not in shown]:
+                del settled[message_id]
+                self._layouts.pop(message_id, None)
 
     def forget_height(self, row: int) -> None:
         """The list must ask `row` again: its message changed height."""
@@ -284,8 +305,8 @@ class MessageDelegate(QStyledItemDelegate):
     def _footer_html(self, message: MessageView) -> str:
         muted, danger = self._theme["muted"], self._theme["danger"]
         link = f'style="color:{muted}; text-decoration:none;"'
-        if message.streaming:
-            return f'<span style="color:{muted};">Writing…</span>'
+        if message.streaming:  # while it thinks, the thinking header says so already
+            return "" if message.thinking_open else f'<span style="color:{muted};">Writing…</span>'
         actions: list[str] = [f'<a href="act:{Action.COPY.value}" {link}>Copy</a>']
         if message.is_user:
             actions.append(f'<a href="act:{Action.EDIT.value}" {link}>Edit</a>')
@@ -328,6 +349,7 @@ class MessageDelegate(QStyledItemDelegate):
         left = (width - column) / 2
         small = QFont(font)
         small.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+        rail = None
         if message.is_user:
             rendered = markdown.plain(message.text)
             inner_max = column * 0.8 - 2 * BUBBLE_PADDING
@@ -344,6 +366,18 @@ class MessageDelegate(QStyledItemDelegate):
             bubble = None
             docs, code_blocks = [], []
             footer_top = ROW_PADDING
+            if message.thought:
+                header = self._document(self._thinking_header_html(message), small, column)
+                docs.append((header, QPointF(left, footer_top), 0))
+                footer_top += header.size().height() + PART_GAP
+            if message.thought and message.thinking_unfolded and message.thinking:
+                top = footer_top
+                for body, blocks in self._streamed_parts(message, "thinking", font, column - THINKING_INDENT):
+                    docs.append((body, QPointF(left + THINKING_INDENT, footer_top), len(code_blocks)))
+                    code_blocks += blocks
+                    footer_top += body.size().height() + PART_GAP
+                rail = QRectF(left + 3, top, 2, footer_top - PART_GAP - top)
+                footer_top += PART_GAP
             for body, blocks in self._body_parts(message, font, column):
                 docs.append((body, QPointF(left, footer_top), len(code_blocks)))
                 code_blocks += blocks
@@ -352,37 +386,63 @@ class MessageDelegate(QStyledItemDelegate):
         footer = self._document(self._footer_html(message), small, column)
         docs.append((footer, QPointF(left, footer_top), len(code_blocks)))
         height = int(footer_top + footer.size().height() + ROW_PADDING)
-        layout = _Layout(key=key, height=height, docs=docs, bubble=bubble, code_blocks=code_blocks)
+        layout = _Layout(key=key, height=height, docs=docs, bubble=bubble, code_blocks=code_blocks, rail=rail)
         if len(self._layouts) >= MAX_CACHED_LAYOUTS:
             self._layouts.clear()  # the heights already given stay right: only the drawings go
             self._estimates.clear()
             self._settled.clear()
+            self._settled_thinking.clear()
         self._layouts[message.id] = layout
         return layout
 
     def _body_parts(self, message: MessageView, font: QFont, column: int) -> list[tuple[QTextDocument, list[str]]]:
-        """An assistant message's body: one document, or for a streaming reply its settled
-        blocks (rendered once, kept) and the growing rest (rendered on each update)."""
+        """An assistant message's answer; while nothing has come yet, a word that it is coming
+        (none under a thinking header, which says so itself)."""
         if not message.text:
+            if message.thought:
+                return []
             html = f'<p style="color:{self._theme["muted"]};">Thinking…</p>'
             return [(self._document(html, font, column), [])]
-        if not message.streaming:
-            self._settled.pop(message.id, None)
-            return [self._part(message.text, font, column)]
-        key = (column, self._theme.name, font.key())
-        settled = self._settled.get(message.id)
-        if settled is None or settled.key != key or not message.text.startswith(settled.text):
-            settled = self._settled[message.id] = _Settled(key=key, text="", parts=[])
-        end = stream_blocks.settled_end(message.text, len(settled.text))
-        if end > len(settled.text):
-            settled.parts.append(self._part(message.text[len(settled.text):end], font, column))
-            settled.text = message.text[:end]
-        rest = message.text[end:]
-        return settled.parts + ([self._part(rest, font, column)] if rest else [])
+        return self._streamed_parts(message, "answer", font, column)
 
-    def _part(self, text: str, font: QFont, column: int) -> tuple[QTextDocument, list[str]]:
+    def _streamed_parts(self, message: MessageView, part: str, font: QFont,
+                        column: int) -> list[tuple[QTextDocument, list[str]]]:
+        """One part of a reply ("answer" or "thinking", drawn muted) as one document, or for a
+        streaming reply its settled blocks (rendered once, kept) and the growing rest (rendered
+        on each update)."""
+        muted = part == "thinking"
+        text, kept = (message.thinking, self._settled_thinking) if muted else (message.text, self._settled)
+        if not message.streaming:
+            kept.pop(message.id, None)
+            return [self._part(text, font, column, muted)]
+        key = (column, self._theme.name, font.key())
+        settled = kept.get(message.id)
+        if settled is None or settled.key != key or not text.startswith(settled.text):
+            settled = kept[message.id] = _Settled(key=key, text="", parts=[])
+        end = stream_blocks.settled_end(text, len(settled.text))
+        if end > len(settled.text):
+            settled.parts.append(self._part(text[len(settled.text):end], font, column, muted))
+            settled.text = text[:end]
+        rest = text[end:]
+        return settled.parts + ([self._part(rest, font, column, muted)] if rest else [])
+
+    def _thinking_header_html(self, message: MessageView) -> str:
+        """"Thinking…" while the model thinks, then how long it thought; a click folds or unfolds."""
+        muted = self._theme["muted"]
+        if message.thinking_open and message.streaming:
+            said = "Thinking…"
+        elif message.thinking_seconds is None:
+            said = "Thought"
+        else:
+            said = f"Thought for {max(1, round(message.thinking_seconds))} s"
+        arrow = "&#9662;" if message.thinking_unfolded else "&#9656;"  # ▾ unfolded, ▸ folded
+        return (f'<a href="act:{Action.THINKING.value}" style="color:{muted}; text-decoration:none;">'
+                f"{arrow}&nbsp;{said}</a>")
+
+    def _part(self, text: str, font: QFont, column: int, muted: bool = False) -> tuple[QTextDocument, list[str]]:
         rendered = markdown.render(text, self._theme)
-        return self._document(rendered.html, font, column), rendered.code_blocks
+        html = f'<div style="color:{self._theme["muted"]};">{rendered.html}</div>' if muted else rendered.html
+        return self._document(html, font, column), rendered.code_blocks
 
     # --- Qt's delegate interface ----------------------------------------------------------
     def _estimate(self, message: MessageView, font: QFont, width: int) -> int:
@@ -435,6 +495,10 @@ class MessageDelegate(QStyledItemDelegate):
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(self._theme["bubble"]))
             painter.drawRoundedRect(layout.bubble, 14, 14)
+        if layout.rail is not None:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(self._theme["border"]))
+            painter.drawRoundedRect(layout.rail, 1, 1)
         context = QAbstractTextDocumentLayout.PaintContext()
         palette = QPalette(context.palette)
         palette.setColor(QPalette.ColorRole.Text, QColor(self._theme["text"]))
@@ -582,7 +646,9 @@ class ChatView(QListView):
     def trigger(self, row: int, anchor: str) -> None:
         """Act on a link of row `row` as if clicked (also what tests call)."""
         message = self.model().message(row)
-        if anchor.startswith("act:"):
+        if anchor == f"act:{Action.THINKING.value}":
+            self.model().update(row, thinking_unfolded=not message.thinking_unfolded)
+        elif anchor.startswith("act:"):
             self.action.emit(row, anchor[4:], "")
         elif anchor.startswith(markdown.COPY_CODE):
             code = self._delegate.code_block(message, int(anchor[len(markdown.COPY_CODE):]))

@@ -1,15 +1,19 @@
 """Where the user writes: Enter sends, Shift+Enter starts a new line, Esc stops the reply.
 
 The text stays in the box until the window says it is stored (`clear`): a message the database
-or the model could not take is never lost.
+or the model could not take is never lost. Beside Send, when the model thinks before answering,
+this chat's thinking: on, off or as the model likes, and how much of it at most.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QComboBox,
+    QSpinBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -29,6 +33,21 @@ TEXT_TASKS = (
     ("Translate to Romanian", "translate", "Romanian"),
     ("Summarize", "summarize", ""),
 )
+THINKING_MODES = (  # (label, GenerationSettings.thinking)
+    ("Thinking: as the model likes", "auto"),
+    ("Thinking: on", "on"),
+    ("Thinking: off", "off"),
+)
+THINKING_BUDGET_MAX = 32768
+THINKING_BUDGET_STEP = 256
+
+
+@dataclass(frozen=True)
+class ThinkingChoice:
+    """A chat's thinking settings, as the controls show them."""
+
+    mode: str  # GenerationSettings.thinking: "auto", "on" or "off"
+    budget: int  # GenerationSettings.thinking_budget: tokens, 0 for no limit
 
 
 class _Editor(QPlainTextEdit):
@@ -64,6 +83,7 @@ class Composer(QFrame):
 
     submitted = Signal(str)
     stop_requested = Signal()
+    thinking_changed = Signal(str, int)  # the user chose: mode ("auto", "on", "off"), budget (0: no limit)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -100,6 +120,25 @@ class Composer(QFrame):
             self.task_picker.addItem(label, (kind, target))
         self.task_picker.hide()
         row.addWidget(self.task_picker)
+        self.thinking_mode = QComboBox()
+        self.thinking_mode.setAccessibleName("Thinking")
+        self.thinking_mode.setToolTip("Whether the model thinks before it answers, in this chat. Thinking "
+                                      "takes longer and often gives better answers to hard questions.")
+        for label, mode in THINKING_MODES:
+            self.thinking_mode.addItem(label, mode)
+        self.thinking_budget = QSpinBox()
+        self.thinking_budget.setAccessibleName("Most thinking")
+        self.thinking_budget.setToolTip("The most the model may think before it must answer, in tokens "
+                                        "(pieces of words).")
+        self.thinking_budget.setRange(0, THINKING_BUDGET_MAX)
+        self.thinking_budget.setSingleStep(THINKING_BUDGET_STEP)
+        self.thinking_budget.setSpecialValueText("No thinking limit")
+        self.thinking_budget.setPrefix("At most ")
+        self.thinking_budget.setSuffix(" tokens")
+        self.thinking_mode.currentIndexChanged.connect(self._thinking_chosen)
+        self.thinking_budget.valueChanged.connect(self._thinking_chosen)
+        row.addWidget(self.thinking_mode)
+        row.addWidget(self.thinking_budget)
         row.addStretch(1)
         self.gauge = QProgressBar()
         self.gauge.setObjectName("ContextGauge")
@@ -124,6 +163,27 @@ class Composer(QFrame):
         layout.addLayout(row)
         self.show_tasks(False)
         self.set_context_usage(0, 0)
+        self.show_thinking(None)
+
+    def show_thinking(self, choice: ThinkingChoice | None) -> None:
+        """Show this chat's thinking choice, or hide the controls (None: the model does not think)."""
+        shown = choice is not None
+        self.thinking_mode.setVisible(shown)
+        self.thinking_budget.setVisible(shown)
+        if not shown:
+            return
+        for box in (self.thinking_mode, self.thinking_budget):
+            box.blockSignals(True)  # showing what is stored is not a choice
+        self.thinking_mode.setCurrentIndex(max(0, self.thinking_mode.findData(choice.mode)))
+        self.thinking_budget.setValue(choice.budget)
+        for box in (self.thinking_mode, self.thinking_budget):
+            box.blockSignals(False)
+        self.thinking_budget.setEnabled(self.thinking_mode.currentData() != "off")
+
+    def _thinking_chosen(self) -> None:
+        mode = self.thinking_mode.currentData()
+        self.thinking_budget.setEnabled(mode != "off")
+        self.thinking_changed.emit(mode, self.thinking_budget.value())
 
     def show_tasks(self, shown: bool) -> None:
         """A text-task model (T5) answers: the picker replaces the chat's context gauge."""

@@ -12,6 +12,7 @@ model) and Sentiment run on the task models' own thread (`TaskModels`) and land 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import defaultdict
@@ -36,6 +37,7 @@ from slmchat.core.store.records import Conversation, Message, MessageStatus
 from slmchat.core.store.store import Store
 from slmchat.core.tasks.capabilities import Capability, Classification, Seq2SeqResult
 from slmchat.gui.chat_view import ChatModel, MessageView
+from slmchat.gui.composer import ThinkingChoice
 from slmchat.gui.model_session import ModelSession
 from slmchat.gui.notices import user_message
 from slmchat.gui.semantic_index import SemanticIndex
@@ -76,6 +78,8 @@ def view_of(message: Message, sibling_ids: list[int]) -> MessageView:
         sibling_index=sibling_ids.index(message.id) if message.id in sibling_ids else 0,
         sibling_count=max(1, len(sibling_ids)),
         error=message.error,
+        thinking=message.thinking,
+        thinking_seconds=message.thinking_seconds,
     )
 
 
@@ -105,6 +109,8 @@ class ChatController(QObject):
     completion_text = Signal(str)  # pieces of a "Continue my text" run
     completion_finished = Signal()
     sentiment = Signal(str)  # a message's sentiment, said for people
+    # What the thinking controls show: a `ThinkingChoice`, or None when the model does not think.
+    thinking_options = Signal(object)
 
     def __init__(
         self,
@@ -136,6 +142,7 @@ class ChatController(QObject):
         self._request_id = 0
         self._active: _Active | None = None
         self._waiting_for_model: _Active | None = None  # asked for while the model loads
+        self._new_chat_settings: GenerationSettings | None = None  # chosen before a new chat's first message
         session.loaded.connect(self._model_ready)
         session.failed.connect(self._model_failed)
 
@@ -155,9 +162,11 @@ class ChatController(QObject):
     def new_chat(self) -> None:
         self.stop()
         self.conversation_id = None
+        self._new_chat_settings = None
         self.chat_model.set_messages([])
         self.context_usage.emit(0, self._context_size())
         self.conversation_opened.emit(None)
+        self._offer_thinking()
 
     def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
         """Show a conversation; a search hit's message brings its branch into view."""
@@ -171,8 +180,10 @@ class ChatController(QObject):
         if message_id is not None:
             self.store.select(message_id)
         self.conversation_id = conversation_id
+        self._new_chat_settings = None
         self._show()
         self.conversation_opened.emit(self.store.conversation(conversation_id))
+        self._offer_thinking()
 
     def rename(self, conversation_id: int, title: str) -> None:
         self.store.update_conversation(conversation_id, title=title.strip())
@@ -203,6 +214,32 @@ class ChatController(QObject):
     def update_conversation_settings(self, system_prompt: str, settings: GenerationSettings) -> None:
         if self.conversation_id is not None:
             self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, settings=settings)
+            self._offer_thinking()
+
+    # --- thinking ------------------------------------------------------------------------
+    def set_thinking(self, mode: str, budget: int) -> None:
+        """This chat's thinking: "auto", "on" or "off", and at most `budget` tokens of it (0: no
+        limit). Kept with the conversation's settings, or, before a new chat's first message, with
+        the settings it will be created with."""
+        settings = dataclasses.replace(self._settings(), thinking=mode, thinking_budget=budget)
+        if self.conversation_id is None:
+            self._new_chat_settings = settings
+            return
+        try:
+            self.store.update_conversation(self.conversation_id, settings=settings)
+        except StoreError as error:  # busy or full: the controls go back to what is stored
+            self.error.emit(f"{user_message(error, self.log_file)} {TRY_AGAIN}")
+            self._offer_thinking()
+
+    def _offer_thinking(self) -> None:
+        """Tell the thinking controls this chat's choice, or None to hide them (the model does
+        not think)."""
+        info = self.session.info
+        if info is None or info.thinking is None or self.task_model is not None:
+            self.thinking_options.emit(None)
+            return
+        settings = self._settings()
+        self.thinking_options.emit(ThinkingChoice(settings.thinking, settings.thinking_budget))
 
     # --- search (on a worker, with its own read-only connection) ---------------------------
     def search(self, text: str, by_meaning: bool = False) -> None:
@@ -373,12 +410,14 @@ class ChatController(QObject):
         def write() -> tuple[Message, Message]:
             target = conversation_id
             if target is None:
-                target = self.store.new_conversation(model=model_id, system_prompt=system_prompt).id
+                target = self.store.new_conversation(model=model_id, system_prompt=system_prompt,
+                                                     settings=self._new_chat_settings).id
             return self.store.add_user_message(target, text), self.store.start_reply(target, model=model_name)
 
         turn = self._commit(write, TRY_SEND_AGAIN)
         if turn is not None and conversation_id is None:
             self.conversation_id = turn[0].conversation_id
+            self._new_chat_settings = None
             self.conversation_opened.emit(self.store.conversation(self.conversation_id))
         return turn
 
@@ -446,7 +485,7 @@ class ChatController(QObject):
 
     def _settings(self) -> GenerationSettings:
         if self.conversation_id is None:
-            return self.default_settings
+            return self._new_chat_settings or self.default_settings
         return self.store.conversation(self.conversation_id).settings or self.default_settings
 
     def _reply(self, reply: Message, history: list[ChatMessage], prefix: str = "") -> None:
@@ -457,13 +496,15 @@ class ChatController(QObject):
         checkpointer = Checkpointer(self.store, reply.id)
         if prefix:
             checkpointer.append(prefix)
-            self.chat_model.append_text(row, prefix)
+            self._show_growing(row, checkpointer)
         settings = self._settings()
 
         def on_piece(text: str) -> None:
+            if self._active is not None and self._active.engine is not None:
+                checkpointer.markers = self._active.engine.info.thinking  # the model answering
             checkpointer.append(text)
             if self._shows(row, reply.id):
-                self.chat_model.append_text(row, text)
+                self._show_growing(row, checkpointer)
 
         def on_done(stats: GenerationStats | None) -> None:
             self._finish_reply(row, checkpointer, stats or GenerationStats())
@@ -484,6 +525,12 @@ class ChatController(QObject):
 
         self._start(start, on_piece, on_done, on_error)
 
+    def _show_growing(self, row: int, checkpointer: Checkpointer) -> None:
+        """The streaming row shows the reply so far: its answer, and its thinking apart."""
+        split = checkpointer.split
+        self.chat_model.update(row, text=split.answer, thinking=split.thinking, thinking_open=split.thinking_open,
+                               thinking_seconds=checkpointer.thinking_seconds)
+
     def _finish_reply(self, row: int, checkpointer: Checkpointer, stats: GenerationStats) -> None:
         message = checkpointer.finish(stats)
         if self._shows(row, message.id):
@@ -493,6 +540,7 @@ class ChatController(QObject):
                 row, text=message.content, streaming=False, finish_reason=view.finish_reason,
                 ttft_s=view.ttft_s, tokens_per_s=view.tokens_per_s, error=view.error,
                 sibling_index=current.sibling_index, sibling_count=current.sibling_count,
+                thinking=message.thinking, thinking_open=False, thinking_seconds=message.thinking_seconds,
             )
         if stats.prompt_tokens:
             self.context_usage.emit(stats.prompt_tokens + stats.completion_tokens, self._context_size())
@@ -533,6 +581,7 @@ class ChatController(QObject):
     def _model_ready(self, _info: object) -> None:
         branch = self.store.branch(self.conversation_id) if self.conversation_id is not None else []
         self._report_context_usage(branch)
+        self._offer_thinking()
         if self._waiting_for_model is not None:
             self._launch(self._waiting_for_model)
 

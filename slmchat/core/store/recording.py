@@ -57,7 +57,8 @@ class Checkpointer:
     ) -> None:
         self._store = store
         self.message_id = message_id
-        self._markers = markers
+        # May be set until the model's first piece: the GUI learns which model answers only then.
+        self.markers = markers
         self._interval_s = interval_s
         self._clock = clock
         self._text = ""
@@ -89,9 +90,9 @@ class Checkpointer:
         if self._first_piece_at is None:
             self._first_piece_at = now
         self._last_piece_at = now
-        if self._markers is not None:
+        if self.markers is not None:
             was_thinking = self.split.thinking_open
-            self.split = split_reply(self._text, self._markers)
+            self.split = split_reply(self._text, self.markers)
             if was_thinking and not self.split.thinking_open:
                 self._thought_until = now
         else:
