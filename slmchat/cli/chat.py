@@ -237,8 +237,10 @@ def _turn(session: ChatSession, engine: EngineClient, text: str, ctrl_c: _CtrlC,
     ctrl_c.replying = threading.Event()
     try:
         turn = session.send(text, show, ctrl_c.replying)
-    finally:
-        show.end()
+    except BaseException:
+        show.end(failed=True)
+        raise
+    show.end()
     if args.stats and turn.stats is not None:
         print(stats_line(turn.stats), flush=True)
     return turn

@@ -45,10 +45,16 @@ class ReplyPrinter:
             self._answer_shown = len(split.answer)
         self._stream.flush()
 
-    def end(self) -> None:
-        """The reply is over (finished, stopped or failed): close the thinking if still open."""
-        self._close_thinking()
-        self._write("\n")
+    def end(self, *, failed: bool = False) -> None:
+        """The reply is over: close the thinking if still open, end the line. When it `failed`,
+        only the thinking is closed (undimmed), and the caller's message starts its own line."""
+        if failed:
+            if self._in_thinking:
+                self._write(RESET if self._terminal else "\n[/thinking]")
+                self._in_thinking = False
+        else:
+            self._close_thinking()
+            self._write("\n")
         self._stream.flush()
 
     def _close_thinking(self) -> None:

@@ -105,3 +105,12 @@ def test_escape_sequences_in_the_thinking_are_not_passed_to_the_terminal() -> No
         show(piece)
     show.end()
     assert out.getvalue() == "[thinking]\na]0;ownedb\n[/thinking]\n\nc[2J\n"
+
+
+def test_a_reply_that_fails_while_thinking_closes_its_thinking_and_leaves_the_line_to_the_error() -> None:
+    out = io.StringIO()
+    show = ReplyPrinter(out, ThinkingMarkers("<think>", "</think>"))
+    for piece in ("<think>", "hm"):
+        show(piece)
+    show.end(failed=True)
+    assert out.getvalue() == "[thinking]\nhm\n[/thinking]"
