@@ -39,6 +39,14 @@ class Settings:
     model_servers: tuple[dict[str, str], ...] = ()
 
 
+def _model_servers(value: Any) -> tuple[dict[str, str], ...]:
+    """The stored servers as {"url", "key"}; anything else is damage (ValueError: the default)."""
+    if not isinstance(value, list | tuple) or not all(
+            isinstance(server, dict) and isinstance(server.get("url"), str) for server in value):
+        raise ValueError("not a list of model servers")
+    return tuple({"url": server["url"], "key": str(server.get("key") or "")} for server in value)
+
+
 # Before these four joined Settings, the GUI stored them under keys of its own; read those when
 # the new key is missing, so an upgrade keeps the user's choices.
 _OLD_PREFIX = "preferences."
@@ -48,9 +56,7 @@ _TYPED = {
     "font_size": float,
     "context_size": int,
     "api_port": int,
-    "model_servers": lambda value: tuple(
-        {"url": str(server["url"]), "key": str(server.get("key", ""))} for server in value
-    ),
+    "model_servers": _model_servers,
 }
 
 

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.05
 _FINISH = {"stop": FinishReason.DONE, "length": FinishReason.LENGTH, "eos": FinishReason.DONE}
 _MAX_ERROR_TEXT = 300  # of a server's own error message, quoted to the user
+_MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a model list or an error: read no more of a server's answer
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,11 @@ def _client(server: ModelServer, limits: RemoteLimits, read_s: float) -> httpx2.
     )
 
 
-def _refused(server: ModelServer, response: httpx2.Response) -> EngineError:
+def _refused(server: ModelServer, status: int, body: bytes) -> EngineError:
     """The error for an HTTP answer that is not a success, from its status and OpenAI error body."""
-    status = response.status_code
     said, code = "", ""
     try:
-        error = response.json().get("error")
+        error = json.loads(body).get("error")
         if isinstance(error, dict):
             said, code = str(error.get("message") or ""), str(error.get("code") or "")
         elif isinstance(error, str):
@@ -186,20 +186,36 @@ def _not_openai(server: ModelServer, detail: str) -> EngineError:
                        "server. Check the address: for most servers it ends in /v1.", detail=detail)
 
 
+def _read_capped(server: ModelServer, response: httpx2.Response, deadline: float) -> bytes:
+    """A whole answer that is not a stream, but never more than `_MAX_ANSWER_BYTES` or past
+    `deadline`: a server that sends without end or a byte at a time is given up on."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > _MAX_ANSWER_BYTES:
+            raise _not_openai(server, f"an answer of more than {_MAX_ANSWER_BYTES} bytes")
+        if time.monotonic() > deadline:
+            raise EngineError(f"The model server at {server.where} answers too slowly. It may be busy; "
+                              "try again in a moment.")
+    return bytes(body)
+
+
 def list_models(server: ModelServer, limits: RemoteLimits | None = None) -> list[RemoteModel]:
     """The models `server` offers (GET /v1/models), in its order. Blocks up to the list limit."""
     import httpx2
 
     limits = limits or RemoteLimits()
+    deadline = time.monotonic() + limits.connect_s + limits.list_s
     try:
-        with _client(server, limits, limits.list_s) as client:
-            response = client.get(f"{server.url}/models")
+        with _client(server, limits, limits.list_s) as client, \
+                client.stream("GET", f"{server.url}/models") as response:
+            body = _read_capped(server, response, deadline)
     except httpx2.HTTPError as error:
         raise _unreachable(server, error, limits) from None
     if not response.is_success:
-        raise _refused(server, response)
+        raise _refused(server, response.status_code, body)
     try:
-        entries = response.json()["data"]
+        entries = json.loads(body)["data"]
         names = [str(entry["id"]) for entry in entries]
     except (ValueError, KeyError, TypeError) as error:
         raise _not_openai(server, repr(error)) from None
@@ -227,11 +243,7 @@ class _Exchange:
     def abort(self) -> None:
         with self._lock:
             self._aborted.set()
-            if self._socket is not None:
-                try:
-                    self._socket.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already closed
+            self._shut()
 
     def _trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's trace hook: keep the socket once connected, so `abort` can shut it."""
@@ -239,7 +251,14 @@ class _Exchange:
             with self._lock:
                 self._socket = info["return_value"].get_extra_info("socket")
                 if self._aborted.is_set():
-                    self._socket.shutdown(socket.SHUT_RDWR)
+                    self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
     def _run(self) -> None:
         import httpx2
@@ -251,8 +270,8 @@ class _Exchange:
                                   headers={"Accept": "text/event-stream"},
                                   extensions={"trace": self._trace}) as response:
                 if not response.is_success:
-                    response.read()
-                    raise _refused(server, response)
+                    deadline = time.monotonic() + limits.silence_s
+                    raise _refused(server, response.status_code, _read_capped(server, response, deadline))
                 said_done = False
                 for event in httpx2.EventSource(response):
                     if event.data.strip() == "[DONE]":
