@@ -135,6 +135,7 @@ class Composer(QFrame):
         self.thinking_budget.setSpecialValueText("No thinking limit")
         self.thinking_budget.setPrefix("At most ")
         self.thinking_budget.setSuffix(" tokens")
+        self.thinking_budget.setKeyboardTracking(False)  # typed "512" is one choice, not 5, 51 and 512
         self.thinking_mode.currentIndexChanged.connect(self._thinking_chosen)
         self.thinking_budget.valueChanged.connect(self._thinking_chosen)
         row.addWidget(self.thinking_mode)

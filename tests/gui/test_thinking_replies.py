@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from gui_helpers import start_chatting, wait_until_idle
-from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtWidgets import QApplication
 
 from slmchat.core.generation import GenerationSettings, GenerationStats, ThinkingMarkers, split_reply
@@ -196,6 +196,10 @@ def test_the_thinking_controls_show_the_chats_choice_and_report_the_users(qtbot)
     composer.thinking_budget.setValue(0)
     assert chosen == [("on", 1024), ("on", 0)]
     assert composer.thinking_budget.isEnabled() and composer.thinking_budget.text() == "No thinking limit"
+    composer.thinking_budget.selectAll()
+    qtbot.keyClicks(composer.thinking_budget, "512")
+    qtbot.keyClick(composer.thinking_budget, Qt.Key.Key_Return)
+    assert chosen[2:] == [("on", 512)]  # typing a number is one choice, not one per digit
 
     composer.show_thinking(None)
     assert not composer.thinking_mode.isVisible()
