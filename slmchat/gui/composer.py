@@ -48,6 +48,7 @@ class ThinkingChoice:
 
     mode: str  # GenerationSettings.thinking: "auto", "on" or "off"
     budget: int  # GenerationSettings.thinking_budget: tokens, 0 for no limit
+    switchable: bool = True  # the model can be told not to think (some always do: then only the budget)
 
 
 class _Editor(QPlainTextEdit):
@@ -136,6 +137,7 @@ class Composer(QFrame):
         self.thinking_budget.setPrefix("At most ")
         self.thinking_budget.setSuffix(" tokens")
         self.thinking_budget.setKeyboardTracking(False)  # typed "512" is one choice, not 5, 51 and 512
+        self._thinking_switchable = True
         self.thinking_mode.currentIndexChanged.connect(self._thinking_chosen)
         self.thinking_budget.valueChanged.connect(self._thinking_chosen)
         row.addWidget(self.thinking_mode)
@@ -168,10 +170,9 @@ class Composer(QFrame):
 
     def show_thinking(self, choice: ThinkingChoice | None) -> None:
         """Show this chat's thinking choice, or hide the controls (None: the model does not think)."""
-        shown = choice is not None
-        self.thinking_mode.setVisible(shown)
-        self.thinking_budget.setVisible(shown)
-        if not shown:
+        self.thinking_mode.setVisible(choice is not None and choice.switchable)
+        self.thinking_budget.setVisible(choice is not None)
+        if choice is None:
             return
         for box in (self.thinking_mode, self.thinking_budget):
             box.blockSignals(True)  # showing what is stored is not a choice
@@ -179,12 +180,16 @@ class Composer(QFrame):
         self.thinking_budget.setValue(choice.budget)
         for box in (self.thinking_mode, self.thinking_budget):
             box.blockSignals(False)
-        self.thinking_budget.setEnabled(self.thinking_mode.currentData() != "off")
+        self._thinking_switchable = choice.switchable
+        self._enable_budget()
 
     def _thinking_chosen(self) -> None:
-        mode = self.thinking_mode.currentData()
-        self.thinking_budget.setEnabled(mode != "off")
-        self.thinking_changed.emit(mode, self.thinking_budget.value())
+        self._enable_budget()
+        self.thinking_changed.emit(self.thinking_mode.currentData(), self.thinking_budget.value())
+
+    def _enable_budget(self) -> None:
+        """No budget for no thinking; a model that always thinks always has one."""
+        self.thinking_budget.setEnabled(not self._thinking_switchable or self.thinking_mode.currentData() != "off")
 
     def show_tasks(self, shown: bool) -> None:
         """A text-task model (T5) answers: the picker replaces the chat's context gauge."""

@@ -30,6 +30,9 @@ from slmchat.core.generation import (
     GenerationSettings,
     GenerationStats,
     Role,
+    SplitReply,
+    ThinkingMarkers,
+    join_reply,
 )
 from slmchat.core.models.library import LibraryModel
 from slmchat.core.store.recording import Checkpointer, history_for_engine, session_key
@@ -234,12 +237,12 @@ class ChatController(QObject):
     def _offer_thinking(self) -> None:
         """Tell the thinking controls this chat's choice, or None to hide them (the model does
         not think)."""
-        info = self.session.info
-        if info is None or info.thinking is None or self.task_model is not None:
+        if self._markers() is None or self.task_model is not None:
             self.thinking_options.emit(None)
             return
         settings = self._settings()
-        self.thinking_options.emit(ThinkingChoice(settings.thinking, settings.thinking_budget))
+        switchable = self.session.info is not None and self.session.info.thinking_switch
+        self.thinking_options.emit(ThinkingChoice(settings.thinking, settings.thinking_budget, switchable))
 
     # --- search (on a worker, with its own read-only connection) ---------------------------
     def search(self, text: str, by_meaning: bool = False) -> None:
@@ -321,16 +324,20 @@ class ChatController(QObject):
     def continue_reply(self, message_id: int) -> None:
         """Carry on a stopped reply: a new version that starts with the old text.
 
-        The history ends with the unfinished assistant turn, which the engine continues.
+        The history ends with the unfinished assistant turn, which the engine continues: from a
+        thinking model, its thinking and answer joined back into the raw text the model wrote
+        (a reply stopped before any answer thinks on).
         """
         if self.busy or not self._model_available() or self.conversation_id is None:
             return
         original = self.store.message(message_id)
         history = history_for_engine(self.store, self.conversation_id, up_to=original.parent_id)
-        history.append(ChatMessage(Role.ASSISTANT, original.content))
+        still_thinking = bool(original.thinking) and not original.content
+        raw = join_reply(SplitReply(original.thinking, original.content, still_thinking), self._markers())
+        history.append(ChatMessage(Role.ASSISTANT, raw))
         reply = self._commit(lambda: self.store.regenerate(message_id, model=self._model_name()), TRY_AGAIN)
         if reply is not None:
-            self._reply(reply, history, prefix=original.content)
+            self._reply(reply, history, prefix=raw)
 
     def switch_branch(self, message_id: int, step: int) -> None:
         if self.busy or self.conversation_id is None:
@@ -473,6 +480,10 @@ class ChatController(QObject):
         """The name the user knows the model by (the switcher's), stored with each reply."""
         return self.session.request.name if self.session.request else ""
 
+    def _markers(self) -> ThinkingMarkers | None:
+        """How the loaded model marks its thinking (None: it does not think, or none is loaded)."""
+        return self.session.info.thinking if self.session.info is not None else None
+
     def _model_available(self) -> bool:
         if self.session.engine is not None or self.session.is_loading:
             return True
@@ -493,7 +504,7 @@ class ChatController(QObject):
         self._show()
         self.conversations_changed.emit()
         row = self.chat_model.rowCount() - 1
-        checkpointer = Checkpointer(self.store, reply.id)
+        checkpointer = Checkpointer(self.store, reply.id, markers=self._markers())
         if prefix:
             checkpointer.append(prefix)
             self._show_growing(row, checkpointer)

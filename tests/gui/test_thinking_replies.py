@@ -1,10 +1,11 @@
 """A thinking model's reply in the window: its thinking folded above the answer ("Thinking…" while
 it thinks, "Thought for 12 s" after), unfolded with a click; and this chat's thinking controls.
 
-The bundled test model (SmolLM2) does not think, so the stored path is driven with replies stored
-as the recording path stores a thinking model's (answer and thinking apart) and opened in the real
-window; the streaming path feeds the real chat view what the controller shows of a growing raw
-reply (`split_reply`, as `Checkpointer.split`).
+Replies stored as the recording path stores a thinking model's (answer and thinking apart) are
+opened in the real window; the chat view is fed what the controller shows of a growing raw reply;
+and a real thinking model (a tiny GGUF on Qwen3's real template whose tokens are scripted, as the
+engine's own thinking tests use) answers in the real window through the controller and the engine
+process, thinking on, within a budget, and off.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ import os
 from pathlib import Path
 
 import pytest
-from gui_helpers import start_chatting, wait_until_idle
+import tiny_gguf
+from gui_helpers import MODEL_TIMEOUT_MS, start_chatting, wait_until_idle
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtWidgets import QApplication
 
-from slmchat.core.generation import GenerationSettings, GenerationStats, ThinkingMarkers, split_reply
+from slmchat.core.generation import (
+    FinishReason,
+    GenerationSettings,
+    GenerationStats,
+    ThinkingMarkers,
+    split_reply,
+)
 from slmchat.gui.chat_view import Action, ChatModel, ChatView, MessageView
 from slmchat.gui.composer import Composer, ThinkingChoice
 from slmchat.core.store.store import Store
@@ -224,3 +232,97 @@ def test_a_chat_keeps_its_thinking_choice_and_a_model_that_does_not_think_hides_
     assert (settings.thinking, settings.thinking_budget) == ("on", 0)
     reply = window.controller.store.branch(conversation.id)[-1]
     assert reply.content and reply.thinking == "" and reply.thinking_seconds is None
+
+
+# --- a real thinking model in the window ----------------------------------------------------------------
+QWEN3_TEMPLATE = Path(__file__).parents[1] / "core" / "engine" / "templates" / "qwen3.jinja"
+
+
+@pytest.fixture
+def thinking_model(tmp_path: Path) -> Path:
+    """A tiny GGUF on Qwen3's real chat template whose next token is scripted (tests/tiny_gguf.py):
+    after the generation prompt it thinks "okay" letter by letter, closes the block and answers "A"."""
+    template = QWEN3_TEMPLATE.read_text(encoding="utf-8").split("\n", 1)[1].removesuffix("\n")  # line 1: its origin
+    steps = {"<think>": "o", "o": "k", "k": "a", "a": "y", "y": "</think>", "</think>": tiny_gguf.NEWLINES,
+             tiny_gguf.NEWLINES: "A"}
+    return tiny_gguf.write_scripted_chat(tmp_path / "Thinker-Qwen3.gguf", template, eos="<|im_end|>",
+                                         script={tiny_gguf.NEWLINE: "<think>", **steps})
+
+
+def load_thinking_model(qtbot, window, path: Path) -> None:
+    model = window.library.import_file(path, copy=False)
+    window.switch_model(model.id)
+    qtbot.waitUntil(lambda: window.session.engine is not None and window.session.info.thinking is not None,
+                    timeout=MODEL_TIMEOUT_MS)
+
+
+def headers_while_streaming(window) -> list[str]:
+    """The first line the view draws for the reply row at each update while it streams."""
+    seen: list[str] = []
+    model, view = window.controller.chat_model, window.chat_view
+
+    def changed(top, _bottom, _roles) -> None:
+        if model.message(top.row()).streaming:
+            seen.append(drawn_text(view, top.row()).split("\n")[0])
+
+    model.dataChanged.connect(changed)
+    return seen
+
+
+@pytest.mark.slow
+def test_a_thinking_models_reply_streams_its_thinking_apart_and_is_stored_apart(qtbot, make_window,
+                                                                                thinking_model):
+    window = make_window(max_tokens=32)
+    offered: list[object] = []
+    window.controller.thinking_options.connect(offered.append)
+    load_thinking_model(qtbot, window, thinking_model)
+    assert offered[-1] == ThinkingChoice("auto", 0, switchable=True)  # Qwen3's template can switch it off
+
+    seen = headers_while_streaming(window)
+    assert window.controller.send("Hi")
+    wait_until_idle(qtbot, window)
+    assert "▸ Thinking…" in seen  # folded while it thought
+    assert seen[-1].startswith("▸ Thought for")  # then how long, as the answer came
+
+    conversation_id = window.controller.conversation_id
+    stored = window.controller.store.branch(conversation_id)[-1]
+    assert (stored.thinking, stored.content) == ("okay", "A")
+    assert stored.thinking_seconds is not None and stored.thinking_seconds >= 0
+    shown = window.controller.chat_model.message(1)
+    assert (shown.thinking, shown.text, shown.streaming) == ("okay", "A", False)
+
+    window.controller.set_thinking("on", 2)  # at most two tokens of thinking: the engine closes the block
+    assert window.controller.send("Again")
+    wait_until_idle(qtbot, window)
+    budgeted = window.controller.store.branch(conversation_id)[-1]
+    assert (budgeted.thinking, budgeted.content) == ("ok", "A")
+
+    window.controller.set_thinking("off", 0)
+    assert window.controller.send("Once more")
+    wait_until_idle(qtbot, window)
+    plain = window.controller.store.branch(conversation_id)[-1]
+    assert (plain.thinking, plain.content, plain.thinking_seconds) == ("", "A", None)
+    assert TOGGLE not in anchors(window.chat_view, window.controller.chat_model.rowCount() - 1)
+    assert [m.content for m in window.controller.store.branch(conversation_id)] == [
+        "Hi", "A", "Again", "A", "Once more", "A"]  # what the next turn sends back: no thinking
+
+
+@pytest.mark.slow
+def test_continue_on_a_reply_stopped_while_thinking_thinks_on_and_then_answers(qtbot, make_window, thinking_model):
+    with Store(Paths.default().ensure().database) as store:
+        conversation = store.new_conversation(title="Stopped")
+        store.add_user_message(conversation.id, "Hi")
+        stopped = store.start_reply(conversation.id, model="Thinker")
+        # stopped two letters into thinking "okay": from "ka" the scripted model goes on "y" (from scratch, "o")
+        store.finish_reply(stopped.id, "", GenerationStats(finish_reason=FinishReason.STOPPED), thinking="ka",
+                           thinking_seconds=1.0)
+    window = make_window(max_tokens=32)
+    open_first_conversation(qtbot, window)
+    load_thinking_model(qtbot, window, thinking_model)
+    assert window.controller.chat_model.message(1).can_continue
+
+    window.chat_view.trigger(1, f"act:{Action.CONTINUE.value}")  # the reply's Continue link
+    wait_until_idle(qtbot, window)
+    continued = window.controller.store.branch(window.controller.conversation_id)[-1]
+    assert continued.id != stopped.id  # a new version beside the stopped one
+    assert (continued.thinking, continued.content) == ("kay", "A")  # thought on from where it stopped
