@@ -169,7 +169,7 @@ class ChatController(QObject):
         self.chat_model.set_messages([])
         self.context_usage.emit(0, self._context_size())
         self.conversation_opened.emit(None)
-        self._offer_thinking()
+        self.offer_thinking()
 
     def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
         """Show a conversation; a search hit's message brings its branch into view."""
@@ -186,7 +186,7 @@ class ChatController(QObject):
         self._new_chat_settings = None
         self._show()
         self.conversation_opened.emit(self.store.conversation(conversation_id))
-        self._offer_thinking()
+        self.offer_thinking()
 
     def rename(self, conversation_id: int, title: str) -> None:
         self.store.update_conversation(conversation_id, title=title.strip())
@@ -217,7 +217,7 @@ class ChatController(QObject):
     def update_conversation_settings(self, system_prompt: str, settings: GenerationSettings) -> None:
         if self.conversation_id is not None:
             self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, settings=settings)
-            self._offer_thinking()
+            self.offer_thinking()
 
     # --- thinking ------------------------------------------------------------------------
     def set_thinking(self, mode: str, budget: int) -> None:
@@ -232,11 +232,11 @@ class ChatController(QObject):
             self.store.update_conversation(self.conversation_id, settings=settings)
         except StoreError as error:  # busy or full: the controls go back to what is stored
             self.error.emit(f"{user_message(error, self.log_file)} {TRY_AGAIN}")
-            self._offer_thinking()
+            self.offer_thinking()
 
-    def _offer_thinking(self) -> None:
+    def offer_thinking(self) -> None:
         """Tell the thinking controls this chat's choice, or None to hide them (the model does
-        not think)."""
+        not think, or a text-task model answers: call this after changing `task_model`)."""
         if self._markers() is None or self.task_model is not None:
             self.thinking_options.emit(None)
             return
@@ -592,7 +592,7 @@ class ChatController(QObject):
     def _model_ready(self, _info: object) -> None:
         branch = self.store.branch(self.conversation_id) if self.conversation_id is not None else []
         self._report_context_usage(branch)
-        self._offer_thinking()
+        self.offer_thinking()
         if self._waiting_for_model is not None:
             self._launch(self._waiting_for_model)
 
