@@ -75,6 +75,13 @@ class Seq2SeqTask(NativeRunner):
         _, generated = self.counters()
         return Seq2SeqResult(text.strip(), tuple(out), reason, len(tokens), generated)
 
+    def last_scores(self) -> list[float]:
+        """llama.cpp's logits behind the last token `generate` chose (one per vocabulary entry):
+        what greedy decoding compared, for checking the model's arithmetic against a reference."""
+        model = self._model
+        n_vocab = llama_cpp.llama_vocab_n_tokens(model.vocab)
+        return llama_cpp.llama_get_logits_ith(model.ctx, -1)[:n_vocab]
+
     def tokenize(self, text: str) -> list[int]:
         """The encoder's input for `text`, as llama.cpp tokenizes it (with the closing </s>)."""
         return self._model.tokenize(text)
