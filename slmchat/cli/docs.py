@@ -19,7 +19,7 @@ from slmchat.core.documents import answer
 from slmchat.core.documents.background import IndexerProcess
 from slmchat.core.documents.extract import Status
 from slmchat.core.documents.index import DocumentIndex
-from slmchat.core.documents.indexer import Failed, FileIndexed, Finished, Paused, Scanned
+from slmchat.core.documents.indexer import Embedded, Failed, FileIndexed, Finished, Paused, Scanned
 from slmchat.core.documents.retrieve import Retriever
 from slmchat.core.errors import SlmchatError
 from slmchat.core.generation import EngineConfig, GenerationSettings
@@ -91,6 +91,12 @@ def _embedder_path(args: argparse.Namespace, paths: Paths) -> Path | None:
     return None if found is None else found.path
 
 
+def _query_embedder(path: Path | None, args: argparse.Namespace, paths: Paths) -> TaskClient | None:
+    """The embedding model for a query: one thread unless told otherwise (a sentence gains nothing
+    from more, and on a busy machine extra threads only wait for each other)."""
+    return None if path is None else TaskClient(TaskKind.EMBED, path, n_threads=args.threads or 1, paths=paths)
+
+
 def _index(args: argparse.Namespace, paths: Paths) -> int:
     """Run the background indexer to the end, one line per file."""
     indexer = IndexerProcess(paths, _embedder_path(args, paths), n_threads=args.threads)
@@ -103,6 +109,8 @@ def _index(args: argparse.Namespace, paths: Paths) -> int:
                 what = f"{event.chunks} passage(s)" if event.status is Status.INDEXED else \
                     f"{event.status.value}: {event.reason}"
                 write_out(sys.stdout, f"[{event.done}/{event.total}] {event.path}: {what}\n")
+            elif isinstance(event, Embedded) and event.done == event.total:
+                print(f"{event.done} passage(s) embedded for search by meaning")
             elif isinstance(event, Paused):
                 print("paused")
             elif isinstance(event, Finished):
@@ -159,8 +167,7 @@ def _search(args: argparse.Namespace, paths: Paths) -> int:
     embedder_path = _embedder_path(args, paths)
     with DocumentIndex(paths.documents_database) as index:
         scope = _scope(index, args.collection)
-        embedder = None if embedder_path is None else TaskClient(TaskKind.EMBED, embedder_path,
-                                                                 n_threads=args.threads, paths=paths)
+        embedder = _query_embedder(embedder_path, args, paths)
         try:
             hits = Retriever(index, embedder).search(args.query, args.limit, collections=scope)
         finally:
@@ -179,8 +186,7 @@ def _ask(args: argparse.Namespace, paths: Paths) -> int:
     embedder_path = _embedder_path(args, paths)
     with DocumentIndex(paths.documents_database) as index:
         scope = _scope(index, args.collection)
-        embedder = None if embedder_path is None else TaskClient(TaskKind.EMBED, embedder_path,
-                                                                 n_threads=args.threads, paths=paths)
+        embedder = _query_embedder(embedder_path, args, paths)
         try:
             with EngineClient(EngineConfig(model_path=model_path, n_threads=args.threads), paths=paths) as engine:
                 budget = args.budget or max(256, engine.info.n_ctx - _ANSWER_TOKENS - _PROMPT_OVERHEAD)

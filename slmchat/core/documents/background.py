@@ -4,7 +4,9 @@
 (llama.cpp's output goes to logs/indexer.log; a crash in it ends only this process, and the
 parent reports it) and runs `indexer.index_pending`. Events (indexer.py's dataclasses) come back over a pipe; pause,
 resume and stop go the other way. Killing the child at any moment is safe: every file is
-committed whole, and the next start carries on with the files still pending.
+committed whole, and the next start carries on with the files still pending. One indexer runs
+at a time per library: an OS lock beside the file (released by the OS when its process dies,
+however it dies) turns a second one away with a sentence.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from slmchat.core.documents.index import DocumentIndex
 from slmchat.core.documents.indexer import Control, Event, Failed, Finished, index_pending
@@ -63,6 +67,15 @@ def _child(conn: Connection, paths: Paths, embedder_path: str | None, n_threads:
 
     threading.Thread(target=listen, name="indexer-control", daemon=True).start()
     embedder = None
+    paths.documents_database.parent.mkdir(parents=True, exist_ok=True)
+    one_indexer = FileLock(f"{paths.documents_database}.indexer-lock", timeout=0, thread_local=False,
+                           fallback_to_soft=False)
+    try:
+        one_indexer.acquire()
+    except Timeout:
+        emit(Failed("Your documents are already being indexed by another window or command; "
+                    "wait for it to finish, or stop it, and try again."))
+        return
     try:
         with DocumentIndex(paths.documents_database) as index:
             if embedder_path is not None:
@@ -70,11 +83,14 @@ def _child(conn: Connection, paths: Paths, embedder_path: str | None, n_threads:
             emit(index_pending(index, embedder, emit=emit, control=control))
     except SlmchatError as error:
         emit(Failed(str(error)))
-    except Exception:  # a bug: the parent logs it
-        emit(Failed("The document indexer stopped because of an unexpected error.\n" + traceback.format_exc()))
+    except Exception:  # a bug: its traceback goes to the indexer's log
+        traceback.print_exc()
+        emit(Failed(f"The document indexer stopped because of an unexpected error; details are in "
+                    f"{paths.logs / 'indexer.log'}."))
     finally:
         if embedder is not None:
             embedder.close()
+        one_indexer.release()
 
 
 class IndexerProcess:

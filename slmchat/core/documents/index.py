@@ -3,8 +3,9 @@
 Kept apart from the conversation database (`Paths.documents_database`) so a large library never
 slows the chats down and can be deleted on its own. Every row derived from a file (its text,
 chunks, full-text entries, vectors) hangs off the file by a cascading key, so removing a file or
-a collection removes everything made from it. A file's new text, chunks and vectors are written
-in one transaction with its status: a process killed mid-file leaves it pending, never half done.
+a collection removes everything made from it. A file's new text and chunks are written in one
+transaction with its status (a process killed mid-file leaves it pending, never half done); its
+vectors follow in batches, each batch one transaction, so words are searchable at once.
 """
 
 from __future__ import annotations
@@ -153,10 +154,6 @@ class DocumentIndex:
         return [FileRow(r["id"], r["collection_id"], r["path"], r["size"], r["mtime_ns"], r["sha256"],
                         Status(r["status"]), r["reason"], r["indexed_at"]) for r in rows]
 
-    def file(self, file_id: int) -> FileRow | None:
-        found = [f for f in self.files() if f.id == file_id]
-        return found[0] if found else None
-
     def add_pending(self, collection_id: int, path: Path) -> None:
         self.conn.execute("INSERT OR IGNORE INTO files (collection_id, path, status) VALUES (?, ?, ?)",
                           (collection_id, str(path), Status.PENDING.value))
@@ -176,24 +173,40 @@ class DocumentIndex:
             self._bump()
 
     def record(self, file_id: int, *, size: int, mtime_ns: int, sha256: str, status: Status, reason: str,
-               text: str = "", chunks: Sequence[Chunk] = (), vectors: np.ndarray | None = None,
-               model: str = "") -> None:
-        """A file's outcome, in one transaction: old chunks out, new text, chunks, vectors in."""
+               text: str = "", chunks: Sequence[Chunk] = ()) -> None:
+        """A file's outcome, in one transaction: old chunks (and their vectors) out, new text and
+        chunks in."""
         with self.transaction():
             self.conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
             self.conn.execute("DELETE FROM texts WHERE file_id = ?", (file_id,))
             if text:
                 self.conn.execute("INSERT INTO texts (file_id, text) VALUES (?, ?)", (file_id, text))
-            for ordinal, piece in enumerate(chunks):
-                chunk_id = self.conn.execute(
-                    "INSERT INTO chunks (file_id, ordinal, place, text) VALUES (?, ?, ?, ?)",
-                    (file_id, ordinal, piece.place, piece.text)).lastrowid
-                if vectors is not None:
-                    self.conn.execute("INSERT INTO vectors (chunk_id, model, vector) VALUES (?, ?, ?)",
-                                      (chunk_id, model, vectors[ordinal].astype("<f4").tobytes()))
+            self.conn.executemany("INSERT INTO chunks (file_id, ordinal, place, text) VALUES (?, ?, ?, ?)",
+                                  [(file_id, ordinal, p.place, p.text) for ordinal, p in enumerate(chunks)])
             self.conn.execute(
                 "UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, status = ?, reason = ?, indexed_at = ? "
                 "WHERE id = ?", (size, mtime_ns, sha256, status.value, reason, time.time(), file_id))
+            self._bump()
+
+    # --- vectors ------------------------------------------------------------------------------
+    _UNEMBEDDED = ("FROM chunks c LEFT JOIN vectors v ON v.chunk_id = c.id AND v.model = ? "
+                   "WHERE v.chunk_id IS NULL")
+
+    def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` chunks (id, text) without a vector from `model`, oldest first."""
+        return [(r[0], r[1]) for r in self.conn.execute(
+            f"SELECT c.id, c.text {self._UNEMBEDDED} ORDER BY c.id LIMIT ?", (model, limit))]
+
+    def unembedded_count(self, model: str) -> int:
+        return self.conn.execute(f"SELECT count(*) {self._UNEMBEDDED}", (model,)).fetchone()[0]
+
+    def add_vectors(self, model: str, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """One batch of vectors in one transaction (a chunk deleted meanwhile is skipped)."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO vectors (chunk_id, model, vector) "
+                "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)",
+                [(i, model, v.astype("<f4").tobytes(), i) for i, v in zip(chunk_ids, vectors)])
             self._bump()
 
     # --- reading ------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 `scan` compares the folders and files the user added with what the index holds: new files become
 pending, a file whose size or date changed is hashed and becomes pending only when its sha256
 differs, and files gone from disk are removed with everything made from them. `index_pending`
-then reads, chunks and embeds each pending file and commits it whole, so a process killed at any
-moment loses at most the file it was on, which stays pending and is redone next time. It runs
-wherever it is called; `background.py` runs it in a process of its own.
+then reads and chunks each pending file and commits it whole (searchable by its words from then
+on), and afterwards gives every chunk without one its MiniLM vector, a batch per transaction.
+Embedding is the slow part, so the library is usable by words long before it is by meaning. A
+process killed at any moment loses at most the file or batch in hand, which is redone next time.
+It runs wherever it is called; `background.py` runs it in a process of its own.
 """
 
 from __future__ import annotations
@@ -53,13 +55,21 @@ class FileIndexed:
 
 
 @dataclass(frozen=True)
+class Embedded:
+    done: int  # passages given their vector in this run
+    total: int  # passages without one when embedding began
+
+
+@dataclass(frozen=True)
 class Paused:
+    phase: str  # "files" or "passages" (embedding)
     done: int
     total: int
 
 
 @dataclass(frozen=True)
 class Resumed:
+    phase: str
     done: int
     total: int
 
@@ -68,6 +78,7 @@ class Resumed:
 class Finished:
     indexed: int  # files indexed with text
     skipped: int  # files with another status (each has its reason in the index)
+    embedded: int  # passages given their vector
     stopped: bool  # True when told to stop before the end
 
 
@@ -76,7 +87,7 @@ class Failed:
     message: str  # a sentence for the user
 
 
-Event = Scanned | FileIndexed | Paused | Resumed | Finished | Failed
+Event = Scanned | FileIndexed | Embedded | Paused | Resumed | Finished | Failed
 
 
 class Control:
@@ -97,6 +108,15 @@ class Control:
     def halt(self) -> None:
         self.stop.set()
         self.running.set()
+
+    def go_on(self, emit: Callable[[Event], None], phase: str, done: int, total: int) -> bool:
+        """Between two steps: wait out a pause (saying so); False once told to stop."""
+        if not self.running.is_set():
+            emit(Paused(phase, done, total))
+            self.running.wait()
+            if not self.stop.is_set():
+                emit(Resumed(phase, done, total))
+        return not self.stop.is_set()
 
 
 # --- scanning --------------------------------------------------------------------------------
@@ -153,13 +173,8 @@ def scan(index: DocumentIndex) -> Scanned:
 
 
 # --- indexing --------------------------------------------------------------------------------
-def _embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    parts = [embedder.embed(texts[i:i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
-
-
-def index_file(index: DocumentIndex, row: FileRow, embedder: Embedder | None) -> tuple[Status, str, int]:
-    """Read, chunk and embed one file and commit it; returns its status, reason and chunk count."""
+def index_file(index: DocumentIndex, row: FileRow) -> tuple[Status, str, int]:
+    """Read and chunk one file and commit it; returns its status, reason and chunk count."""
     path = Path(row.path)
     try:
         stat = path.stat()
@@ -172,34 +187,42 @@ def index_file(index: DocumentIndex, row: FileRow, embedder: Embedder | None) ->
         index.record(row.id, size=0, mtime_ns=0, sha256="", status=Status.UNREADABLE, reason=reason)
         return Status.UNREADABLE, reason, 0
     pieces = chunk(extraction.blocks) if extraction.status is Status.INDEXED else []
-    vectors = _embed(embedder, [p.text for p in pieces]) if embedder is not None and pieces else None
     index.record(row.id, size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=digest,
-                 status=extraction.status, reason=extraction.reason, text=extraction.text, chunks=pieces,
-                 vectors=vectors, model=embedder.model_name if embedder is not None else "")
+                 status=extraction.status, reason=extraction.reason, text=extraction.text, chunks=pieces)
     return extraction.status, extraction.reason, len(pieces)
+
+
+def embed_pending(index: DocumentIndex, embedder: Embedder, *, emit: Callable[[Event], None],
+                  control: Control) -> int:
+    """Give every chunk without a vector from `embedder` its vector; returns how many got one."""
+    total = index.unembedded_count(embedder.model_name)
+    done = 0
+    while control.go_on(emit, "passages", done, total) and (batch := index.unembedded(embedder.model_name,
+                                                                                         EMBED_BATCH)):
+        vectors = embedder.embed([text for _, text in batch])
+        index.add_vectors(embedder.model_name, [chunk_id for chunk_id, _ in batch], vectors)
+        done += len(batch)
+        emit(Embedded(done, total))
+    return done
 
 
 def index_pending(index: DocumentIndex, embedder: Embedder | None, *, emit: Callable[[Event], None],
                   control: Control | None = None) -> Finished:
-    """Scan, then index every pending file, reporting each; pauses and stops between files."""
+    """Scan, index every pending file (reporting each), then embed what has no vector; pauses
+    and stops between files and between batches. Without an embedder, words only."""
     control = control or Control()
-    scanned = scan(index)
-    emit(scanned)
+    emit(scan(index))
     indexed = skipped = done = 0
     pending = index.files(status=Status.PENDING)
     for row in pending:
-        if not control.running.is_set():
-            emit(Paused(done, len(pending)))
-            control.running.wait()
-            if not control.stop.is_set():
-                emit(Resumed(done, len(pending)))
-        if control.stop.is_set():
-            return Finished(indexed, skipped, stopped=True)
-        status, reason, count = index_file(index, row, embedder)
+        if not control.go_on(emit, "files", done, len(pending)):
+            return Finished(indexed, skipped, 0, stopped=True)
+        status, reason, count = index_file(index, row)
         done += 1
         if status is Status.INDEXED:
             indexed += 1
         else:
             skipped += 1
         emit(FileIndexed(row.path, status, reason, count, done, len(pending)))
-    return Finished(indexed, skipped, stopped=False)
+    embedded = embed_pending(index, embedder, emit=emit, control=control) if embedder is not None else 0
+    return Finished(indexed, skipped, embedded, stopped=control.stop.is_set())

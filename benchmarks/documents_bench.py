@@ -1,0 +1,215 @@
+"""Document library figures: indexing throughput, query latency over 10,000 chunks, recall@5.
+
+Goals: 1,000 pages indexed in under 2 minutes; a hybrid query over 10,000 chunks in under 100 ms;
+recall@5 of at least 0.9, against words only (FTS5 BM25) and meaning only (MiniLM cosine).
+
+- Throughput: `--pages` pages of 3,000 characters (sentences of the public-domain test corpus,
+  recombined; 10 pages a file) indexed by the real background indexer with the real MiniLM,
+  and once more without an embedder (words only).
+- Latency: an index of `--chunks` chunks, texts recombined from the corpus (real FTS work) and
+  vectors random unit vectors (a matrix product costs the same whatever the values; embedding
+  10,000 chunks for real would take this machine most of an hour). Each query is embedded by
+  the real MiniLM in its process; the figure is the whole `Retriever.search` call, and the
+  query's embedding alone.
+- Recall@5: the corpus plus `--distractors` chunks recombined from its other sentences (the
+  sentences holding answers left out), all embedded by the real MiniLM; a question counts when
+  a top-5 passage of the right file holds its known answer.
+
+Run: .venv/bin/python benchmarks/documents_bench.py [--pages 1000] [--chunks 10000] [--distractors 300] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+CORPUS = ROOT / "tests" / "core" / "documents" / "corpus"
+QUESTIONS = json.loads((ROOT / "tests" / "core" / "documents" / "questions.json").read_text(encoding="utf-8"))
+PAGE_CHARS = 3000
+PAGES_PER_FILE = 10
+
+
+def sentences(skip_answers: bool) -> list[str]:
+    """The corpus's sentences (HTML tags stripped), optionally without those holding an answer."""
+    text = " ".join(re.sub(r"<[^>]+>", " ", p.read_text(encoding="utf-8")) for p in sorted(CORPUS.iterdir()))
+    found = [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if len(s.strip()) > 20]
+    if skip_answers:
+        found = [s for s in found if not any(q["answer"] in s for q in QUESTIONS)]
+    return found
+
+
+def recombined(rng: random.Random, pool: list[str], chars: int) -> str:
+    out: list[str] = []
+    size = 0
+    while size < chars:
+        paragraph = " ".join(rng.choice(pool) for _ in range(rng.randint(2, 5)))
+        out.append(paragraph)
+        size += len(paragraph) + 2
+    return "\n\n".join(out)
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} logical cores"
+
+
+# --- throughput -------------------------------------------------------------------------------
+def throughput(pages: int, minilm: Path, threads: int) -> None:
+    from slmchat.core.documents.background import IndexerProcess
+    from slmchat.core.documents.index import DocumentIndex
+    from slmchat.core.documents.indexer import FileIndexed, Finished
+    from slmchat.paths import Paths
+
+    rng = random.Random(1)
+    pool = sentences(skip_answers=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "pages"
+        folder.mkdir()
+        for n in range(0, pages, PAGES_PER_FILE):
+            count = min(PAGES_PER_FILE, pages - n)
+            (folder / f"book_{n // PAGES_PER_FILE:04}.txt").write_text(
+                "\n\n".join(recombined(rng, pool, PAGE_CHARS) for _ in range(count)), encoding="utf-8")
+        for label, embedder in (("words only (no embedder)", None), ("MiniLM vectors", minilm)):
+            paths = Paths.at(Path(tmp) / label.split()[0]).ensure()
+            with DocumentIndex(paths.documents_database) as index:
+                index.add_roots(index.collection("bench"), [folder])
+            start = time.perf_counter()
+            searchable = 0.0
+            for event in IndexerProcess(paths, embedder, n_threads=threads).run(timeout=7200):
+                if isinstance(event, FileIndexed):
+                    searchable = time.perf_counter() - start
+                last = event
+            seconds = time.perf_counter() - start
+            assert isinstance(last, Finished), last
+            with DocumentIndex(paths.documents_database) as index:
+                chunks, vectors = index.counts()["chunks"], index.counts()["vectors"]
+            print(f"indexing {pages} pages ({chunks} chunks), {label}: searchable by words after "
+                  f"{searchable:.1f} s ({pages / searchable * 60:.0f} pages/min); all done ({vectors} vectors) "
+                  f"after {seconds:.1f} s ({pages / seconds * 60:.0f} pages/min, {chunks / seconds:.1f} chunks/s) "
+                  f"(goal: 1,000 pages < 120 s) [{load()}]", flush=True)
+
+
+# --- latency and recall ---------------------------------------------------------------------
+def _filler_index(index_path: Path, texts: list[str], vectors, model: str) -> None:
+    """Chunks under made-up file rows (100 a file), written as the indexer writes them."""
+    from slmchat.core.documents.chunk import Chunk
+    from slmchat.core.documents.extract import Status
+    from slmchat.core.documents.index import DocumentIndex
+
+    with DocumentIndex(index_path) as index:
+        collection = index.collection("filler")
+        for start in range(0, len(texts), 100):
+            path = f"/filler/part_{start // 100:04}.txt"
+            index.add_pending(collection, Path(path))
+            file_id = index.conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()[0]
+            part = texts[start:start + 100]
+            index.record(file_id, size=1, mtime_ns=1, sha256="-", status=Status.INDEXED, reason="",
+                         text="\n\n".join(part), chunks=[Chunk(t, f"part {i}") for i, t in enumerate(part, start)])
+            ids = [r[0] for r in index.conn.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY ordinal",
+                                                    (file_id,))]
+            index.add_vectors(model, ids, vectors[start:start + 100])
+
+
+def latency(chunks: int, minilm: Path, threads: int) -> None:
+    import numpy as np
+
+    from slmchat.core.documents.index import DocumentIndex
+    from slmchat.core.documents.retrieve import Retriever
+    from slmchat.core.process.task_client import TaskClient, TaskKind
+    from slmchat.paths import Paths
+
+    rng = random.Random(2)
+    pool = sentences(skip_answers=False)
+    texts = [recombined(rng, pool, 700)[:900] for _ in range(chunks)]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = Paths.at(tmp).ensure()
+        with TaskClient(TaskKind.EMBED, minilm, n_threads=threads, paths=paths) as embedder:
+            vectors = np.random.default_rng(3).standard_normal((chunks, embedder.dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            _filler_index(paths.documents_database, texts, vectors, embedder.model_name)
+            with DocumentIndex(paths.documents_database) as index:
+                retriever = Retriever(index, embedder)
+                start = time.perf_counter()
+                retriever.search("warm up: the first query reads the vectors into memory")
+                first = time.perf_counter() - start
+                total, embed = [], []
+                for _ in range(5):
+                    for question in QUESTIONS:
+                        start = time.perf_counter()
+                        embedder.embed([question["question"]])
+                        embed.append(time.perf_counter() - start)
+                        start = time.perf_counter()
+                        retriever.search(question["question"], 5)
+                        total.append(time.perf_counter() - start)
+    total.sort()
+    print(f"query over {chunks} chunks, hybrid search (query embedding included): median "
+          f"{statistics.median(total) * 1000:.1f} ms, p95 {total[int(len(total) * 0.95)] * 1000:.1f} ms; "
+          f"query embedding alone median {statistics.median(embed) * 1000:.1f} ms; first query "
+          f"(reads the vectors) {first * 1000:.0f} ms (goal: < 100 ms) [{load()}]", flush=True)
+
+
+def recall(distractors: int, minilm: Path, threads: int) -> None:
+    from slmchat.core.documents.index import DocumentIndex
+    from slmchat.core.documents.indexer import index_pending
+    from slmchat.core.documents.retrieve import Retriever
+    from slmchat.core.process.task_client import TaskClient, TaskKind
+    from slmchat.paths import Paths
+
+    rng = random.Random(4)
+    pool = sentences(skip_answers=True)
+    texts = [recombined(rng, pool, 500)[:900] for _ in range(distractors)]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = Paths.at(tmp).ensure()
+        with TaskClient(TaskKind.EMBED, minilm, n_threads=threads, paths=paths) as embedder:
+            with DocumentIndex(paths.documents_database) as index:
+                index.add_roots(index.collection("classics"), [CORPUS])
+                index_pending(index, embedder, emit=lambda event: None)
+            if texts:  # after indexing: a scan would drop the made-up files, which are not on disk
+                _filler_index(paths.documents_database, texts, embedder.embed(texts), embedder.model_name)
+            with DocumentIndex(paths.documents_database) as index:
+                size = index.counts()["chunks"]
+                retriever = Retriever(index, embedder)
+                for mode in ("fts", "vector", "hybrid"):
+                    found = 0
+                    for q in QUESTIONS:
+                        hits = retriever.search(q["question"], 5, mode=mode)
+                        found += any(q["answer"] in h.text and Path(h.path).name == q["file"] for h in hits)
+                    print(f"recall@5 over {size} chunks ({distractors} distractors), {mode:>6}: "
+                          f"{found / len(QUESTIONS):.3f} ({found}/{len(QUESTIONS)}) (goal: >= 0.9)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=1000)
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--distractors", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=("throughput", "latency", "recall"))
+    args = parser.parse_args()
+    import minilm_gguf
+    from model_cache import MODEL_CACHE
+
+    minilm = minilm_gguf.cached_gguf(MODEL_CACHE)
+    print(f"documents_bench: MiniLM {minilm.name}, {args.threads} thread(s); this machine is shared with "
+          f"other work [{load()}]", flush=True)
+    if args.only in (None, "recall"):
+        recall(args.distractors, minilm, args.threads)
+    if args.only in (None, "latency"):
+        latency(args.chunks, minilm, args.threads)
+    if args.only in (None, "throughput"):
+        throughput(args.pages, minilm, args.threads)
+
+
+if __name__ == "__main__":
+    main()
