@@ -116,7 +116,7 @@ def _search(args: argparse.Namespace, paths: Paths) -> int:
         where = (
             f"{hit.conversation_id}" if hit.message_id is None else f"{hit.conversation_id}:{hit.message_id}"
         )
-        kind = "title" if hit.role is None else hit.role.value
+        kind = "title" if hit.role is None else "thinking" if hit.in_thinking else hit.role.value
         snippet = " ".join(for_terminal(hit.snippet).split())
         print(f"{where:>12}  {kind:<9} {for_terminal(hit.conversation_title)}: {snippet}")
     return 0 if hits else 1

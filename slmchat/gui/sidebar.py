@@ -170,10 +170,13 @@ class Sidebar(QFrame):
             item = QListWidgetItem()
             item.setData(_CONVERSATION, hit.conversation_id)
             item.setData(_MESSAGE, hit.message_id)
-            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{hit.conversation_title}: {hit.snippet}")
+            # Words found only in a reply's thinking say so: the answer itself may not hold them.
+            where = "Thinking: " if hit.in_thinking else ""
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{hit.conversation_title}: {where}{hit.snippet}")
             label = QLabel(
                 f"<b>{html.escape(hit.conversation_title or 'New chat')}</b><br>"
-                f"<span style='font-size:small'>{snippet_html(hit.snippet)}</span>"
+                f"<span style='font-size:small'>{'<i>Thinking:</i> ' if where else ''}"
+                f"{snippet_html(hit.snippet)}</span>"
             )
             label.setWordWrap(True)
             label.setTextFormat(Qt.TextFormat.RichText)

@@ -159,3 +159,18 @@ def test_export_errors_are_one_clear_line(database: Path, tmp_path: Path, capsys
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["history", "export", "--all", "--format", "md"]) == 1
     assert capsys.readouterr().err == "slmchat: --all exports every conversation as JSON only; leave out --format md.\n"
+
+
+def test_search_labels_a_hit_found_only_in_a_replys_thinking_as_thinking(
+    slmchat_home: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = Paths.at(slmchat_home).ensure().database
+    with Store(path) as store:
+        chat = store.new_conversation(title="Aardvarks", model="qwen3")
+        store.add_user_message(chat.id, "What do aardvarks eat?")
+        reply = store.start_reply(chat.id, model="qwen3")
+        store.finish_reply(reply.id, "Mostly ants.", GenerationStats(), thinking="Termites come to mind first.")
+    assert main(["history", "search", "termites"]) == 0
+    assert f"{chat.id}:{reply.id}  thinking  Aardvarks: [Termites]" in capsys.readouterr().out
+    assert main(["history", "search", "ants"]) == 0
+    assert "assistant" in capsys.readouterr().out

@@ -9,7 +9,8 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
 from slmchat.core.models.catalog import load_catalog
-from slmchat.core.store.records import Conversation
+from slmchat.core.generation import Role
+from slmchat.core.store.records import Conversation, SearchHit
 from slmchat.gui import markdown
 from slmchat.gui.about import versions
 from slmchat.gui.chat_view import Action, ChatModel, ChatView, MessageView
@@ -167,6 +168,20 @@ def test_the_sidebar_lists_groups_with_headers(qtbot):
     texts = [sidebar.list.item(row).text() for row in range(sidebar.list.count())]
     assert texts == ["PINNED", "Chat 1", "TODAY", "Chat 2", "OLDER", "Chat 3"]
     assert sidebar.list.currentItem().text() == "Chat 2"
+
+
+def test_a_search_hit_found_in_a_replys_thinking_says_so_and_an_answer_hit_does_not(qtbot):
+    sidebar = Sidebar()
+    qtbot.addWidget(sidebar)
+    now = datetime.now(timezone.utc)
+    sidebar.set_search_results([
+        SearchHit(1, "Aardvarks", 2, Role.ASSISTANT, "\x02Termites\x03 first", now, in_thinking=True),
+        SearchHit(3, "Ants", 4, Role.ASSISTANT, "\x02Termites\x03, mostly", now),
+    ])
+    spoken = [sidebar.list.item(row).data(Qt.ItemDataRole.AccessibleTextRole) for row in range(2)]
+    assert spoken == ["Aardvarks: Thinking: \x02Termites\x03 first", "Ants: \x02Termites\x03, mostly"]
+    shown = [sidebar.list.itemWidget(sidebar.list.item(row)).text() for row in range(2)]
+    assert "<i>Thinking:</i> <b>Termites</b>" in shown[0] and "Thinking" not in shown[1]
 
 
 def test_search_snippets_are_safe_rich_text():
