@@ -171,5 +171,11 @@ def context_params(resolved: Resolved, n_batch: int = 512) -> Any:
     params.n_threads = resolved.n_threads
     params.n_threads_batch = resolved.n_threads_batch
     params.no_perf = False  # the prompt-eval counters prove KV reuse
-    params.swa_full = True  # keep sliding-window caches whole, so a shared prefix can be reused
+    # Sliding-window layers (Gemma 2 and 3) at full size: a window-sized cache drops positions
+    # that left the window, and then a regenerate or an edit further back than the window (past
+    # ~256 tokens of reply on Gemma 3) must evaluate the whole prompt again (rollback.py detects
+    # it). Cost, measured (benchmarks/swa_cache.py, Gemma 3 270M): 55 MiB of KV cache instead of
+    # 18 at 4096 tokens of context, 441 instead of 82 at 32768; none for Gemma 2 at 4096 tokens,
+    # whose window is 4096. hardware.kv_cache_bytes counts every layer at full size accordingly.
+    params.swa_full = True
     return params
