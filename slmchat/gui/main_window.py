@@ -61,6 +61,7 @@ from slmchat.settings import Settings, save_settings
 
 if TYPE_CHECKING:  # imported when first opened: start-up stays quick
     from slmchat.gui.model_manager import ModelManager
+    from slmchat.gui.model_server_dialog import ModelServerDialog
     from slmchat.gui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class MainWindow(QMainWindow):
         self._recommended: tuple[DownloadKey, Recommendation] | None = None
         self.downloads = Downloads(library, paths, self)
         self.model_servers = ModelServers(servers_from_settings(settings.model_servers), self)
+        self._servers_dialog: ModelServerDialog | None = None  # one, kept: a server it is asking may answer late
         self.trash = Trash(controller.store, session,  # it rewrites the file when the GUI is not writing
                            lambda: controller.busy or controller.meaning.indexing, self)
         self.setWindowTitle("slmchat")
@@ -520,7 +522,9 @@ class MainWindow(QMainWindow):
     def open_model_servers(self) -> None:
         from slmchat.gui.model_server_dialog import ModelServerDialog
 
-        ModelServerDialog(self.model_servers, self).exec()
+        if self._servers_dialog is None:
+            self._servers_dialog = ModelServerDialog(self.model_servers, self)
+        self._servers_dialog.exec()
 
     def _model_servers_edited(self) -> None:
         """Keep the servers in the settings; a removed server's model stops answering at once."""

@@ -9,6 +9,7 @@ Remove button. Addresses and the servers' own messages are shown as plain text.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -88,7 +89,13 @@ class ModelServerDialog(QDialog):
         self.remove_buttons: dict[str, QPushButton] = {}
         servers.changed.connect(self._show_servers)
         self._show_servers()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Opened again: what was said last time is old news, unless a server is still being asked."""
+        if self.add_button.isEnabled():
+            self._say("")
         self.address.setFocus()
+        super().showEvent(event)
 
     def add(self) -> None:
         """Ask the typed server for its models; it is added once it answers with them."""
