@@ -37,6 +37,7 @@ class Behaviour:
     stall_s: float = 20.0  # ... for this long at most
     start_delay_s: float = 0.0  # wait this long before answering a chat request at all
     not_openai: bool = False  # answer with a web page, as a wrong address would
+    endless: bool = False  # answer the model list with bytes that never end
     piece_delay_s: float = 0.05  # between two pieces
 
 
@@ -80,6 +81,14 @@ def _app(stub: StubServer) -> Starlette:
         return None
 
     async def models(request: Request) -> Response:
+        if stub.behaviour.endless:
+            async def without_end() -> AsyncIterator[bytes]:
+                yield b'{"object": "list", "data": ['
+                while True:
+                    yield b'{"id": "again"},' * 4096
+                    await asyncio.sleep(0)
+
+            return await record(request) or StreamingResponse(without_end(), media_type="application/json")
         return await record(request) or JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
     async def chat(request: Request) -> Response:

@@ -202,6 +202,12 @@ def test_an_address_that_is_no_model_server_says_to_check_the_address(stub: Stub
         list_models(ModelServer.parse(stub.base_url))
 
 
+def test_a_model_list_without_end_is_given_up_on_instead_of_filling_the_memory(stub: StubServer):
+    stub.behaviour = Behaviour(endless=True)
+    with pytest.raises(EngineError, match="answered, but not like an OpenAI-compatible model server"):
+        list_models(ModelServer.parse(stub.base_url), QUICK)
+
+
 def test_a_server_that_is_not_running_cannot_be_reached_and_says_so(stub: StubServer):
     with pytest.raises(EngineError, match="Could not reach the model server at 127.0.0.1:1\\. Check that it is running"):
         list_models(ModelServer.parse("127.0.0.1:1"))
