@@ -1,11 +1,15 @@
-"""Settings: this chat's persona and sampling, model memory and threads, appearance, data folder and backups."""
+"""Settings: this chat's persona and sampling, model memory and threads, appearance, data folder
+and backups, and whether other apps may use slmchat's model (its OpenAI-compatible API)."""
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -114,6 +118,8 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._chat_tab(), "This chat" if self.conversation else "New chats")
         tabs.addTab(self._model_tab(), "Model and memory")
         tabs.addTab(self._appearance_tab(), "Appearance")
+        self.other_apps_page = self._other_apps_tab()
+        tabs.addTab(self.other_apps_page, "Other apps")
         self.data_page = self._data_tab()
         tabs.addTab(self.data_page, "Data")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
@@ -202,6 +208,53 @@ class SettingsDialog(QDialog):
         form.addRow("Text size (points)", self.font_size)
         return page
 
+    def _other_apps_tab(self) -> QWidget:
+        """The API switch: off by default; the network only with a key the app made."""
+        page = QWidget()
+        form = _form(page)
+        chosen = self.settings
+        self.api_server = QCheckBox("Let other apps on this computer use slmchat")
+        self.api_server.setChecked(chosen.api_server)
+        form.addRow(self.api_server)
+        form.addRow(_note("Programs that speak OpenAI's API (editors, scripts, note apps) can then chat "
+                          "with the model loaded here. Nothing leaves this computer unless you also "
+                          "allow the network below."))
+        self.api_port = QSpinBox()
+        self.api_port.setMaximumWidth(NUMBER_WIDTH)
+        self.api_port.setRange(1024, 65535)
+        self.api_port.setValue(chosen.api_port)
+        form.addRow("Port", self.api_port)
+        self.api_address = plain_label(role="muted")
+        self.api_address.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("Address for other apps", self.api_address)
+        self.api_on_network = QCheckBox("Also allow other computers on my network")
+        self.api_on_network.setChecked(chosen.api_on_network)
+        form.addRow(self.api_on_network)
+        self.api_key = QLineEdit(chosen.api_key)
+        self.api_key.setReadOnly(True)
+        self.api_key.setAccessibleName("API key")
+        self.copy_key = QPushButton("Copy")
+        self.copy_key.setToolTip("Copy the API key")
+        self.copy_key.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.api_key.text()))
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.api_key, 1)
+        key_row.addWidget(self.copy_key)
+        self.api_key_label = QLabel("API key")
+        form.addRow(self.api_key_label, key_row)
+        self.api_key_note = _note("Other computers must send this key (“Authorization: Bearer <key>”). "
+                                  "Anyone who has it can use your model.")
+        form.addRow(self.api_key_note)
+        self.store_api_chats = QCheckBox("Keep other apps' chats in my history")
+        self.store_api_chats.setChecked(chosen.store_api_chats)
+        form.addRow(self.store_api_chats)
+        form.addRow(_note("Kept chats appear in the list with titles starting “From another app”. "
+                          "Left off, nothing other apps ask or get is stored."))
+        for box in (self.api_server, self.api_on_network):
+            box.toggled.connect(self._show_api)
+        self.api_port.valueChanged.connect(self._show_api)
+        self._show_api()
+        return page
+
     def _data_tab(self) -> QWidget:
         page = QWidget()
         form = _form(page)
@@ -236,6 +289,19 @@ class SettingsDialog(QDialog):
         return page
 
     # --- actions -------------------------------------------------------------------------
+    def _show_api(self) -> None:
+        """Options follow the switch; allowing the network makes a key if there is none yet."""
+        on = self.api_server.isChecked()
+        network = on and self.api_on_network.isChecked()
+        for widget in (self.api_port, self.api_on_network, self.store_api_chats):
+            widget.setEnabled(on)
+        if network and not self.api_key.text():
+            self.api_key.setText(secrets.token_urlsafe(24))
+        for widget in (self.api_key_label, self.api_key, self.copy_key, self.api_key_note):
+            widget.setVisible(network)
+        host = "this computer's network address" if network else "127.0.0.1"
+        self.api_address.setText(f"http://{host}:{self.api_port.value()}/v1" if on else "Off")
+
     def _persona_chosen(self) -> None:
         persona_id = self.persona.currentData()
         if persona_id is None:
@@ -328,6 +394,9 @@ class SettingsDialog(QDialog):
             "theme": self.theme.currentData(), "n_threads": threads, "font_size": self.font_size.value(),
             "context_size": self.context_size.value(), "overflow": OverflowPolicy(self.overflow.currentData()),
             "gpu_layers": gpu,
+            "api_server": self.api_server.isChecked(), "api_port": self.api_port.value(),
+            "api_on_network": self.api_on_network.isChecked(), "api_key": self.api_key.text(),
+            "store_api_chats": self.store_api_chats.isChecked(),
         }
         if self.conversation is None:
             changes["generation"] = self.sampling()
