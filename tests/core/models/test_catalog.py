@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from slmchat.core.gguf.check import check_gguf
+from slmchat.core.gguf.tables import SUPPORTED_ARCHITECTURES
 from slmchat.core.models import catalog as cat
 from slmchat.core.models import hardware
 from slmchat.core.models.catalog import (
@@ -23,8 +24,8 @@ from slmchat.core.models.hardware import GIB, GPU, Backend, FitLabel, Machine
 
 CATALOG_PATH = Path(__file__).resolve().parents[3] / "assets" / "catalog.json"
 LINE_UP_FAMILIES = {
-    "SmolLM2", "Qwen2", "Llama 3.2", "Gemma 2", "Phi-3.5", "Phi-4", "Mistral Nemo", "T5",
-    "GPT-2", "MiniLM", "DistilBERT", "TinyBERT", "MobileBERT",
+    "SmolLM2", "SmolLM3", "Qwen2", "Qwen3", "Llama 3.2", "Gemma 2", "Gemma 3", "Phi-3.5", "Phi-4",
+    "Mistral Nemo", "T5", "GPT-2", "MiniLM", "DistilBERT", "TinyBERT", "MobileBERT",
 }
 
 
@@ -41,11 +42,14 @@ def raw() -> dict:
 def test_the_shipped_catalog_loads_and_covers_every_family_of_the_line_up(catalog: cat.Catalog) -> None:
     assert catalog.schema_version == cat.SCHEMA_VERSION
     assert {e.family for e in catalog} == LINE_UP_FAMILIES
-    sizes = {e.id for e in catalog if e.family in ("SmolLM2", "Qwen2", "Llama 3.2", "Gemma 2")}
+    sizes = {e.id for e in catalog if e.family in (
+        "SmolLM2", "SmolLM3", "Qwen2", "Qwen3", "Llama 3.2", "Gemma 2", "Gemma 3", "Phi-4")}
     assert sizes == {
-        "smollm2-135m-instruct", "smollm2-360m-instruct", "smollm2-1.7b-instruct",
+        "smollm2-135m-instruct", "smollm2-360m-instruct", "smollm2-1.7b-instruct", "smollm3-3b",
         "qwen2-0.5b-instruct", "qwen2-1.5b-instruct", "qwen2-7b-instruct",
+        "qwen3-0.6b", "qwen3-1.7b", "qwen3-4b",
         "llama-3.2-1b-instruct", "llama-3.2-3b-instruct", "gemma-2-2b-it", "gemma-2-9b-it",
+        "gemma-3-1b-it", "gemma-3-4b-it", "phi-4", "phi-4-mini-instruct",
     }
 
 
@@ -121,9 +125,43 @@ def test_no_file_points_at_names_the_lmstudio_qwen2_repo_dropped_after_its_first
 def test_gated_originals_link_the_terms_the_user_accepts_even_from_an_open_gguf_repo(catalog: cat.Catalog) -> None:
     gated = {e.id for e in catalog if e.gated_terms_url}
     assert gated == {"llama-3.2-1b-instruct", "llama-3.2-3b-instruct", "gemma-2-2b-it", "gemma-2-9b-it",
-                     "mistral-nemo-instruct-2407"}
+                     "gemma-3-1b-it", "gemma-3-4b-it", "mistral-nemo-instruct-2407"}
     assert all(not catalog.get(model_id).gated for model_id in gated)  # the download itself needs no token
     assert catalog.get("gemma-2-2b-it").gated_terms_url == "https://ai.google.dev/gemma/terms"
+
+
+def test_every_supported_entry_names_an_architecture_the_pinned_llama_cpp_runs(catalog: cat.Catalog) -> None:
+    architectures = {e.architecture for e in catalog if e.supported}
+    assert {"qwen3", "gemma3", "smollm3", "phi3"} <= architectures
+    assert architectures <= SUPPORTED_ARCHITECTURES
+
+
+def test_thinking_models_say_they_think_and_gemma_3_4b_says_it_reads_no_pictures(catalog: cat.Catalog) -> None:
+    thinking = [e for e in catalog if e.family in ("Qwen3", "SmolLM3")]
+    assert len(thinking) == 4
+    assert all("think" in e.description for e in thinking)
+    assert not any("think" in e.description for e in catalog if e.family in ("Gemma 3", "Phi-4"))
+    assert "text only" in catalog.get("gemma-3-4b-it").description
+    # Only the text GGUF is offered, never the separate image encoder.
+    assert all(not f.file.startswith("mmproj") for f in catalog.get("gemma-3-4b-it").files)
+
+
+def test_the_header_check_refuses_a_qwen3_gguf_that_stores_its_output_matrix_a_second_time(
+    catalog: cat.Catalog, smollm2_path: Path
+) -> None:
+    """Qwen3 ties its output to its embedding; some repos' GGUFs store the matrix twice.
+
+    The entry's parameter count is the tied count, so such a file (18% more elements for 1.7B)
+    is refused: the entry must name a repo whose files store it once.
+    """
+    entry = catalog.get("qwen3-1.7b")
+    shape = {key: entry.shape[key] for key in ("block_count", "embedding_length", "head_count", "head_count_kv")}
+    tied = dataclasses.replace(check_gguf(smollm2_path), architecture="qwen3", **shape,
+                               parameter_count=entry.parameters)
+    assert cat.header_mismatch(entry, tied) is None
+    output_matrix = entry.shape["vocab_size"] * entry.shape["embedding_length"]
+    untied = dataclasses.replace(tied, parameter_count=entry.parameters + output_matrix)
+    assert "parameters, expected 1,720,574,976" in cat.header_mismatch(entry, untied)
 
 
 def test_tinybert_is_not_offered_and_its_missing_licence_is_explained(catalog: cat.Catalog) -> None:
@@ -291,6 +329,22 @@ def test_recommend_on_apple_silicon_uses_the_graphics_chip(catalog: cat.Catalog)
     chosen = catalog.recommend(mac)
     assert _chat_fit(chosen, mac).tokens_per_second is None
     assert chosen.parameters > catalog.recommend(dataclasses.replace(mac, backend=Backend.CPU, gpus=())).parameters
+
+
+def test_recommend_gives_a_4_gb_graphics_card_qwen3_4b_the_largest_chat_model_that_fits_in_it(
+    catalog: cat.Catalog,
+) -> None:
+    card = GPU("NVIDIA GeForce GTX 1650", 4 * GIB)
+    machine = Machine(total_ram=16 * GIB, available_ram=12 * GIB, physical_cores=8, backend=Backend.CUDA,
+                      gpus=(card,))
+    chosen = catalog.recommend(machine)
+    assert chosen.id == "qwen3-4b"
+    assert _chat_fit(chosen, machine).label is FitLabel.FITS
+    # Every larger chat model (Qwen2 7B upwards) overflows the card and would run on the CPU.
+    larger = [e for e in _sized_chat_models(catalog) if e.parameters > chosen.parameters]
+    assert larger and all(_chat_fit(e, machine).label is not FitLabel.FITS for e in larger)
+    # The card is what earns the 4B: the same laptop without it gets a smaller model.
+    assert catalog.recommend(dataclasses.replace(machine, backend=Backend.CPU, gpus=())).parameters < chosen.parameters
 
 
 def test_find_file_maps_a_hub_file_back_to_its_entry(catalog: cat.Catalog) -> None:
