@@ -101,8 +101,8 @@ def memory(ax: Any, figures: dict[str, Any]) -> None:
     ax.set_xticks(range(3), [name for name, _ in parts])
     ax.set_ylabel("MB")
     ax.legend(fontsize=7)
-    ax.set_title(f"Memory: model process − llama.cpp = {figures['engine_over_llama_rss'] / MIB:.0f} MB "
-                 f"(goal ≤ {figures['engine_over_llama_goal_mb']})")
+    ax.set_title(f"Memory: model process − llama.cpp alone\n= {figures['engine_over_llama_rss'] / MIB:.0f} MB "
+                 f"(goal ≤ {figures['engine_over_llama_goal_mb']} MB)")
 
 
 PANELS = [("decode_ratio", decode), ("ttft_turns", ttft), (("ttft_turns", "kv_restore"), kv_restore),

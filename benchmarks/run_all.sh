@@ -17,11 +17,12 @@ mkdir -p "$(dirname "$results")"
 export QT_QPA_PLATFORM=offscreen
 
 if [ "${QUICK:-0}" = 1 ]; then
-  decode=(--tokens 64 --pairs 2); ttft=(--turns 4 --repetitions 1 --kv-runs 1)
-  gui=(--replies 1 --tokens 40); startup=(--runs 2); speculative=(--tokens 48 --pairs 1)
-  serve=(--tokens 48 --runs 2); tables=(--quick); plans=(--depth 1000)
+  decode=(--tokens 24 --pairs 1); ttft=(--turns 4 --repetitions 1 --kv-runs 1)
+  gui=(--replies 1 --tokens 40); startup=(--runs 2); speculative=(--tokens 32 --pairs 1)
+  serve=(--tokens 32 --runs 2); tables=(--quick); plans=(--depth 300); portable=(--pairs 2 --tokens 48)
+  memory=(--messages 100)
 else
-  decode=(); ttft=(); gui=(); startup=(); speculative=(); serve=(); tables=(); plans=()
+  decode=(); ttft=(); gui=(); startup=(); speculative=(); serve=(); tables=(); plans=(); portable=(); memory=()
 fi
 
 bench=$(benchmarks/build_llama_bench.sh)
@@ -45,7 +46,7 @@ step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
   fi
   # ----------------------------------------------------------------------------------------------
   step "speculative.py"; "$python" benchmarks/speculative.py --results "$results" "${speculative[@]}"
-  step "memory.py";      "$python" benchmarks/memory.py --reference "$reference" --results "$results"
+  step "memory.py";      "$python" benchmarks/memory.py --reference "$reference" --results "$results" "${memory[@]}"
   step "serve_speed.py (through serve_figures.py, the app's decode threads)"
   "$python" benchmarks/serve_figures.py --results "$results" "${serve[@]}"
   step "ttft_turns.py";  "$python" benchmarks/ttft_turns.py --results "$results" "${ttft[@]}"
@@ -58,6 +59,11 @@ step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
   "$python" benchmarks/llama_bench_tables.py --bench "$bench" --results "$results" "${tables[@]}"
   step "memory_plans.py"
   "$python" benchmarks/memory_plans.py --reference "$reference" --results "$results" "${plans[@]}"
+  if [ -x build/portable-venv/bin/python ] && [ -d build/dist-portable/slmchat ]; then
+    step "portable_speed.py"; "$python" benchmarks/portable_speed.py --results "$results" "${portable[@]}"
+  else
+    step "portable_speed.py: no portable bundle (bash packaging/build_linux.sh --portable), skipped"
+  fi
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$log"
 if "$python" -c 'import matplotlib' 2>/dev/null; then

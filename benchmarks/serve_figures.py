@@ -1,9 +1,9 @@
-"""Run serve_speed.py (the server's cost, its own script) and keep its two figures in the results JSON.
+"""Run serve_speed.py (the server's cost, its own script) at the app's decode threads; its figures into the results JSON.
 
-serve_speed.py prints its figures but does not save them; this runs it at the app's own decode
-threads (hardware.decode_threads: the default a user gets), passes its output through, and reads
-the lines it prints: "server / direct R" and "the server adds M ms". When serve_speed.py saves
-its own results, run_all.sh can call it directly and this goes.
+serve_speed.py is another engineer's. Where it saves its own figures (its --help lists
+--results), this only passes the results file on; where it does not yet, this reads the lines it
+prints: "server / direct R" and "the server adds M ms". Either way it runs at the app's own
+decode threads (hardware.decode_threads: the default a user gets) unless --threads is given.
 
     .venv/bin/python benchmarks/serve_figures.py --results R.json [serve_speed.py's flags]
 """
@@ -31,8 +31,15 @@ def main() -> None:
         passed = ["--threads", str(threads), *passed]
     else:
         threads = int(passed[passed.index("--threads") + 1])
-    output = subprocess.run([sys.executable, str(SCRIPT), *passed], capture_output=True, text=True, check=True,
-                            cwd=common.ROOT).stdout
+    command = [sys.executable, str(SCRIPT), *passed]
+    saves_itself = "--results" in subprocess.run([*command, "--help"], capture_output=True, text=True,
+                                                 check=True, cwd=common.ROOT).stdout
+    if saves_itself:
+        if args.results:
+            command += ["--results", str(args.results), "--key", args.key]
+        subprocess.run(command, check=True, cwd=common.ROOT)
+        return
+    output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=common.ROOT).stdout
     print(output, end="")
     ratio = re.search(r"server / direct ([0-9.]+)", output)
     added = re.search(r"the server adds (-?[0-9.]+) ms", output)
