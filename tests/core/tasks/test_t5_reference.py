@@ -12,6 +12,7 @@ twice as much, and the wrong bucket direction or scaled scores by far more.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import gguf
@@ -125,3 +126,42 @@ def test_the_comparison_notices_scaled_attention_scores(t5_path: Path) -> None:
     for name in [n for n in weights if n.endswith(("attn_q.weight", "cross_attn_q.weight"))]:
         weights[name] = weights[name] / np.sqrt(head)  # q/sqrt(d) . k: what scaled attention computes
     assert largest_difference(t5_path, weights, shape) > 2 * TOLERANCE
+
+
+# --- the original T5's tied lm_head ----------------------------------------------------------------
+def without_lm_head(source: Path, target: Path) -> Path:
+    """`source` with no output tensor: the original T5's (t5-small) lm_head, tied to the embedding."""
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(str(target), "t5")
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        sub_type = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), field.types[0], sub_type)
+    for tensor in reader.tensors:
+        if tensor.name != "output.weight":
+            writer.add_tensor(tensor.name, np.array(tensor.data, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return target
+
+
+def test_a_tied_t5_greedy_picks_the_reference_tokens_though_llama_cpp_skips_the_rescale(
+    t5_path: Path, tmp_path: Path
+) -> None:
+    """T5 scales the decoder output by d_model**-0.5 before a tied lm_head; llama.cpp's graph does
+    not, so its logits are the reference's times sqrt(d_model). Greedy decoding, all that
+    Seq2SeqTask does, is blind to a positive factor: the tokens are the reference's."""
+    path = without_lm_head(t5_path, tmp_path / "t5-tied.gguf")
+    weights, shape = weights_and_shape(path)
+    assert "output.weight" not in weights
+    d_model = weights["token_embd.weight"].shape[1]
+    with Seq2SeqTask(path, n_threads=THREADS) as task:
+        for prompt in PROMPTS:
+            encoded = ref.encode(weights, task.tokenize(prompt), shape)
+            for decoder_input, got in llama_steps(task, prompt):
+                expected = ref.decoder_logits(weights, encoded, decoder_input, shape)[-1]
+                np.testing.assert_allclose(got, expected * math.sqrt(d_model), atol=TOLERANCE, rtol=0)
+                assert int(np.argmax(got)) == int(np.argmax(expected))
