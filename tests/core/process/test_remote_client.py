@@ -18,7 +18,8 @@ from model_server_stub import MODEL, WORDS, Behaviour, StubServer, running_stub
 from serve_process import Server, start_server, stop_server
 
 from slmchat.core.errors import EngineError
-from slmchat.core.generation import ChatMessage, FinishReason, GenerationSettings, Role
+from slmchat.core.generation import ChatMessage, EngineConfig, FinishReason, GenerationSettings, Role
+from slmchat.core.process.engine_client import EngineClient
 from slmchat.core.process.remote_client import (
     ModelServer,
     RemoteClient,
@@ -26,6 +27,7 @@ from slmchat.core.process.remote_client import (
     RemoteModel,
     list_models,
 )
+from slmchat.paths import Paths
 
 KEY = "test-key-for-the-remote"
 HELLO = [ChatMessage(Role.USER, "What is the capital of France?")]
@@ -240,3 +242,18 @@ def test_a_proxy_set_in_the_environment_never_sees_the_conversation(stub: StubSe
         monkeypatch.delenv("no_proxy", raising=False)
         assert stub_client(stub).stream_chat(HELLO, SHORT).read()
         assert len(stub.requests) == 2 and proxy.requests == []
+
+
+@pytest.mark.slow
+def test_deleting_a_chat_for_good_while_a_remote_model_answers_still_deletes_its_local_saved_states(
+        stub: StubServer, smollm2_path: Path, slmchat_home: Path):
+    """The trash asks the loaded client to forget a conversation; the local engine's saved
+    memory of that chat (from before the switch to the remote model) must go all the same."""
+    paths = Paths.default().ensure()
+    key = "conversation-7"
+    local = EngineClient(EngineConfig(model_path=smollm2_path, n_ctx=512, n_threads=1), paths=paths)
+    local.stream_chat(HELLO, SHORT, session=key).read()
+    local.close()  # saves the conversation's state on disk
+    assert list(paths.kv_states.glob("*"))
+    stub_client(stub).forget_session(key)
+    assert list(paths.kv_states.glob("*")) == []
