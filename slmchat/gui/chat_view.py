@@ -15,6 +15,10 @@ A thinking model's reply shows its thinking folded above the answer: "Thinking�
 only presentation) and the thinking is drawn muted beside a rail, streamed in settled blocks like
 the answer.
 
+A reply answered from the user's documents lists its sources under it ("[1] notes.txt — page 3");
+a click unfolds the words it cites and a link that opens the file (the view does both itself:
+the sources are the app's own record of the user's files, not the model's text).
+
 Everything drawn is HTML we build: the message text goes through `markdown` (which escapes it),
 the model's name and an error text are escaped here. A link in a message is passed on to be
 opened only when it is http, https or mailto (`openable_link`); any other link does nothing.
@@ -25,7 +29,9 @@ from __future__ import annotations
 import enum
 import html
 from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, cast
 
 from PySide6.QtCore import (
@@ -44,6 +50,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
     QColor,
+    QDesktopServices,
     QFont,
     QFontDatabase,
     QFontMetrics,
@@ -98,6 +105,8 @@ class Action(str, enum.Enum):
     LINK = "link"
     SENTIMENT = "sentiment"
     THINKING = "thinking"  # fold or unfold a reply's thinking: handled by the view itself
+    SOURCE = "source"  # fold or unfold a source's words: handled by the view itself
+    OPEN_SOURCE = "open-source"  # open a source's file: handled by the view itself
 
 
 _ENDINGS = {
@@ -107,6 +116,21 @@ _ENDINGS = {
     "interrupted": "Interrupted — the model stopped unexpectedly",
     "error": "Ended with an error",
 }
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """One document a reply was answered from, as the store keeps it (`Store.set_sources`)."""
+
+    n: int  # its number in the prompt: the model cites it as [n]
+    file: str  # the file's path
+    place: str  # where in it: "page 3", a heading, "whole document"
+    snippet: str  # the words given to the model (the start of them)
+
+    @classmethod
+    def of(cls, number: int, stored: dict[str, Any]) -> SourceView:
+        n = stored.get("n")
+        return cls(n if isinstance(n, int) else number, stored["file"], stored["place"], stored["snippet"])
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,8 @@ class MessageView:
     thinking_open: bool = False  # still thinking: no answer yet
     thinking_seconds: float | None = None  # how long it thought
     thinking_unfolded: bool = False  # the user opened the thinking to read it
+    sources: tuple[SourceView, ...] = ()  # the documents the reply was answered from
+    source_unfolded: int = 0  # the number of the source whose words are shown (0: none)
 
     @property
     def thought(self) -> bool:
@@ -382,6 +408,10 @@ class MessageDelegate(QStyledItemDelegate):
                 docs.append((body, QPointF(left, footer_top), len(code_blocks)))
                 code_blocks += blocks
                 footer_top += body.size().height() + PART_GAP
+            if message.sources and not message.streaming:
+                sources = self._document(self._sources_html(message), small, column)
+                docs.append((sources, QPointF(left, footer_top), len(code_blocks)))
+                footer_top += sources.size().height() + PART_GAP
             footer_top += FOOTER_GAP - PART_GAP
         footer = self._document(self._footer_html(message), small, column)
         docs.append((footer, QPointF(left, footer_top), len(code_blocks)))
@@ -438,6 +468,22 @@ class MessageDelegate(QStyledItemDelegate):
         arrow = "&#9662;" if message.thinking_unfolded else "&#9656;"  # ▾ unfolded, ▸ folded
         return (f'<a href="act:{Action.THINKING.value}" style="color:{muted}; text-decoration:none;">'
                 f"{arrow}&nbsp;{said}</a>")
+
+    def _sources_html(self, message: MessageView) -> str:
+        """"Sources", then one link per source; the unfolded one shows its words and a link to
+        open its file."""
+        muted, accent = self._theme["muted"], self._theme["accent"]
+        link = f'style="color:{accent}; text-decoration:none;"'
+        lines = [f'<p style="margin:0; color:{muted};">Sources</p>']
+        for source in message.sources:
+            where = f" — {html.escape(source.place)}" if source.place else ""
+            lines.append(f'<p style="margin:0;"><a href="act:{Action.SOURCE.value}:{source.n}" {link}>'
+                         f"[{source.n}] {html.escape(Path(source.file).name)}{where}</a></p>")
+            if source.n == message.source_unfolded:
+                lines.append(f'<p style="margin:2px 0 4px 14px; color:{muted};">“{html.escape(source.snippet)}”'
+                             f'&nbsp;&nbsp;<a href="act:{Action.OPEN_SOURCE.value}:{source.n}" {link}>'
+                             "Open the file</a></p>")
+        return "".join(lines)
 
     def _part(self, text: str, font: QFont, column: int, muted: bool = False) -> tuple[QTextDocument, list[str]]:
         rendered = markdown.render(text, self._theme)
@@ -555,6 +601,7 @@ class ChatView(QListView):
         self.setMouseTracking(True)
         self._follow = True
         self.sentiment_available = False  # a classifier model is in the library
+        self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl  # how a source's file is opened
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
         self.verticalScrollBar().rangeChanged.connect(self._keep_following)
@@ -648,6 +695,14 @@ class ChatView(QListView):
         message = self.model().message(row)
         if anchor == f"act:{Action.THINKING.value}":
             self.model().update(row, thinking_unfolded=not message.thinking_unfolded)
+        elif anchor.startswith(f"act:{Action.SOURCE.value}:"):
+            number = int(anchor.rsplit(":", 1)[1])
+            self.model().update(row, source_unfolded=0 if message.source_unfolded == number else number)
+        elif anchor.startswith(f"act:{Action.OPEN_SOURCE.value}:"):
+            number = int(anchor.rsplit(":", 1)[1])
+            source = next((s for s in message.sources if s.n == number), None)
+            if source is not None:
+                self.open_url(QUrl.fromLocalFile(source.file))
         elif anchor.startswith("act:"):
             self.action.emit(row, anchor[4:], "")
         elif anchor.startswith(markdown.COPY_CODE):

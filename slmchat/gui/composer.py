@@ -2,7 +2,9 @@
 
 The text stays in the box until the window says it is stored (`clear`): a message the database
 or the model could not take is never lost. Beside Send, when the model thinks before answering,
-this chat's thinking: on, off or as the model likes, and how much of it at most.
+this chat's thinking: on, off or as the model likes, and how much of it at most. The Documents
+button attaches the user's document collections to the chat (ticked in its menu), so replies
+answer from them with sources.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from PySide6.QtWidgets import (
     QComboBox,
     QSpinBox,
     QFrame,
+    QToolButton,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -85,6 +89,8 @@ class Composer(QFrame):
     submitted = Signal(str)
     stop_requested = Signal()
     thinking_changed = Signal(str, int)  # the user chose: mode ("auto", "on", "off"), budget (0: no limit)
+    documents_chosen = Signal(list)  # the ids of the collections this chat should answer from
+    manage_documents = Signal()  # "Manage documents…": the Documents dialog
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -121,6 +127,13 @@ class Composer(QFrame):
             self.task_picker.addItem(label, (kind, target))
         self.task_picker.hide()
         row.addWidget(self.task_picker)
+        self.documents_button = QToolButton()
+        self.documents_button.setAccessibleName("Documents")
+        self.documents_button.setToolTip("Answer from your own documents: attach collections to this chat")
+        self.documents_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.documents_menu = QMenu(self.documents_button)
+        self.documents_button.setMenu(self.documents_menu)
+        row.addWidget(self.documents_button)
         self.thinking_mode = QComboBox()
         self.thinking_mode.setAccessibleName("Thinking")
         self.thinking_mode.setToolTip("Whether the model thinks before it answers, in this chat. Thinking "
@@ -167,6 +180,32 @@ class Composer(QFrame):
         self.show_tasks(False)
         self.set_context_usage(0, 0)
         self.show_thinking(None)
+        self.show_documents([], [])
+
+    def show_documents(self, collections: list[tuple[int, str]], attached: list[int]) -> None:
+        """The collections there are, those this chat answers from ticked."""
+        self.documents_menu.clear()
+        for collection_id, name in collections:
+            action = self.documents_menu.addAction(name)
+            action.setCheckable(True)
+            action.setChecked(collection_id in attached)
+            action.setData(collection_id)
+            action.toggled.connect(self._documents_toggled)
+        if collections:
+            self.documents_menu.addSeparator()
+        self.documents_menu.addAction("Manage documents…").triggered.connect(self.manage_documents)
+        self._show_attached(len([i for i, _name in collections if i in attached]))
+
+    def attached(self) -> list[int]:
+        return [action.data() for action in self.documents_menu.actions() if action.isChecked()]
+
+    def _documents_toggled(self) -> None:
+        chosen = self.attached()
+        self._show_attached(len(chosen))
+        self.documents_chosen.emit(chosen)
+
+    def _show_attached(self, count: int) -> None:
+        self.documents_button.setText(f"Documents ({count})" if count else "Documents")
 
     def show_thinking(self, choice: ThinkingChoice | None) -> None:
         """Show this chat's thinking choice, or hide the controls (None: the model does not think)."""

@@ -39,8 +39,10 @@ from slmchat.core.store.recording import Checkpointer, history_for_engine, sessi
 from slmchat.core.store.records import Conversation, Message, MessageStatus
 from slmchat.core.store.store import Store
 from slmchat.core.tasks.capabilities import Capability, Classification, Seq2SeqResult
-from slmchat.gui.chat_view import ChatModel, MessageView
+from slmchat.gui.chat_view import ChatModel, MessageView, SourceView
 from slmchat.gui.composer import ThinkingChoice
+from slmchat.gui.documents import DocumentLibrary
+from slmchat.gui.documents_service import answer_from_documents
 from slmchat.gui.model_session import ModelSession
 from slmchat.gui.notices import user_message
 from slmchat.gui.semantic_index import SemanticIndex
@@ -83,7 +85,13 @@ def view_of(message: Message, sibling_ids: list[int]) -> MessageView:
         error=message.error,
         thinking=message.thinking,
         thinking_seconds=message.thinking_seconds,
+        sources=tuple(SourceView.of(n, source) for n, source in enumerate(message.sources, 1)),
     )
+
+
+def attachment_key(conversation_id: int) -> str:
+    """The settings key under which a chat's attached document collections are kept."""
+    return f"documents.chat.{conversation_id}"
 
 
 @dataclass
@@ -114,6 +122,8 @@ class ChatController(QObject):
     sentiment = Signal(str)  # a message's sentiment, said for people
     # What the thinking controls show: a `ThinkingChoice`, or None when the model does not think.
     thinking_options = Signal(object)
+    # What the Documents button offers: [(collection id, name)], and the ids attached to this chat.
+    documents_offer = Signal(list, list)
 
     def __init__(
         self,
@@ -138,6 +148,10 @@ class ChatController(QObject):
         self.task_model: LibraryModel | None = None  # a T5 answers instead of the chat engine
         self._task_cancel: threading.Event | None = None  # the text task in flight
         self.meaning = SemanticIndex(store, tasks, self)
+        self.documents = DocumentLibrary(tasks.paths, tasks, self)
+        self.documents.collections_changed.connect(lambda _collections: self.offer_documents())
+        self._new_chat_documents: list[int] = []  # attached before a new chat's first message
+        self.documents.start()  # lists the collections; carries on indexing a closed window left
         self.worker = GenerationWorker()
         self.worker.pieces.connect(self._on_pieces)
         self.worker.finished.connect(self._on_finished)
@@ -157,6 +171,7 @@ class ChatController(QObject):
     def shut_down(self) -> None:
         self.stop()
         self.worker.shut_down()
+        self.documents.close()
 
     # --- conversations -------------------------------------------------------------------
     def conversations(self) -> list[Conversation]:
@@ -166,10 +181,12 @@ class ChatController(QObject):
         self.stop()
         self.conversation_id = None
         self._new_chat_settings = None
+        self._new_chat_documents = []
         self.chat_model.set_messages([])
         self.context_usage.emit(0, self._context_size())
         self.conversation_opened.emit(None)
         self.offer_thinking()
+        self.offer_documents()
 
     def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
         """Show a conversation; a search hit's message brings its branch into view."""
@@ -187,6 +204,7 @@ class ChatController(QObject):
         self._show()
         self.conversation_opened.emit(self.store.conversation(conversation_id))
         self.offer_thinking()
+        self.offer_documents()
 
     def rename(self, conversation_id: int, title: str) -> None:
         self.store.update_conversation(conversation_id, title=title.strip())
@@ -243,6 +261,35 @@ class ChatController(QObject):
         settings = self._settings()
         switchable = self.session.info is not None and self.session.info.thinking_switch
         self.thinking_options.emit(ThinkingChoice(settings.thinking, settings.thinking_budget, switchable))
+
+    # --- documents -----------------------------------------------------------------------
+    def attached_documents(self) -> list[int]:
+        """The ids of the document collections this chat answers from (that still exist)."""
+        if self.conversation_id is None:
+            attached = self._new_chat_documents
+        else:
+            stored = self.store.read_settings().get(attachment_key(self.conversation_id), [])
+            attached = [i for i in stored if isinstance(i, int)] if isinstance(stored, list) else []
+        existing = {collection["id"] for collection in self.documents.collections}
+        return [i for i in attached if i in existing]
+
+    def attach_documents(self, collection_ids: list[int]) -> None:
+        """Answer this chat from these collections (none: chat as usual). Kept with the app's
+        settings under the conversation's id, or, before a new chat's first message, until it
+        is created."""
+        if self.conversation_id is None:
+            self._new_chat_documents = list(collection_ids)
+            return
+        try:
+            self.store.write_settings({attachment_key(self.conversation_id): list(collection_ids)})
+        except StoreError as error:  # busy or full: the button goes back to what is stored
+            self.error.emit(f"{user_message(error, self.log_file)} {TRY_AGAIN}")
+            self.offer_documents()
+
+    def offer_documents(self) -> None:
+        """Tell the Documents button the collections there are and which this chat uses."""
+        offered = [(collection["id"], collection["name"]) for collection in self.documents.collections]
+        self.documents_offer.emit(offered, self.attached_documents())
 
     # --- search (on a worker, with its own read-only connection) ---------------------------
     def search(self, text: str, by_meaning: bool = False) -> None:
@@ -425,6 +472,9 @@ class ChatController(QObject):
         if turn is not None and conversation_id is None:
             self.conversation_id = turn[0].conversation_id
             self._new_chat_settings = None
+            if self._new_chat_documents:
+                self.attach_documents(self._new_chat_documents)
+                self._new_chat_documents = []
             self.conversation_opened.emit(self.store.conversation(self.conversation_id))
         return turn
 
@@ -517,10 +567,22 @@ class ChatController(QObject):
             if self._shows(row, reply.id):
                 self._show_growing(row, checkpointer)
 
+        documents = [] if prefix else self.attached_documents()  # a continued reply goes on as it began
+        found: dict[str, Any] = {}  # the sources the worker retrieved, stored with the reply
+
+        def keep_sources() -> None:
+            if found.get("sources"):
+                try:
+                    self.store.set_sources(reply.id, found["sources"])
+                except StoreError as error:  # the reply is kept all the same
+                    self.error.emit(user_message(error, self.log_file))
+
         def on_done(stats: GenerationStats | None) -> None:
+            keep_sources()
             self._finish_reply(row, checkpointer, stats or GenerationStats())
 
         def on_error(error: Exception) -> None:
+            keep_sources()
             crashed = isinstance(error, (EngineCrashed, EngineHung))
             reason = FinishReason.INTERRUPTED if crashed else FinishReason.ERROR
             text = user_message(error, self.log_file)
@@ -532,6 +594,11 @@ class ChatController(QObject):
         session = session_key(reply.conversation_id)  # the engine keeps this chat's KV state on disk
 
         def start(engine: Any, cancel: threading.Event) -> Any:
+            if documents and history and history[-1].role is Role.USER:
+                answering = answer_from_documents(self.documents.service, engine, history[-1].content, documents,
+                                                  settings, cancel, found)
+                if answering is not None:
+                    return answering
             return engine.stream_chat(history, settings, cancel, session=session)
 
         self._start(start, on_piece, on_done, on_error)
@@ -552,6 +619,7 @@ class ChatController(QObject):
                 ttft_s=view.ttft_s, tokens_per_s=view.tokens_per_s, error=view.error,
                 sibling_index=current.sibling_index, sibling_count=current.sibling_count,
                 thinking=message.thinking, thinking_open=False, thinking_seconds=message.thinking_seconds,
+                sources=view.sources,
             )
         if stats.prompt_tokens:
             self.context_usage.emit(stats.prompt_tokens + stats.completion_tokens, self._context_size())
