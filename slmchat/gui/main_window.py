@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.trash.changed.connect(self.refresh_conversations)
         self.composer.submitted.connect(self._submit)
         self.composer.stop_requested.connect(c.stop)
+        self.composer.thinking_changed.connect(c.set_thinking)
         self.completion_pad.continue_requested.connect(c.complete)
         self.completion_pad.stop_requested.connect(c.stop)
         self.empty_state.suggestion_chosen.connect(self._suggest)
@@ -207,6 +208,7 @@ class MainWindow(QMainWindow):
         c.error.connect(lambda text: self.notice.show_message(text, error=True))
         c.notice.connect(self.notice.show_message)
         c.context_usage.connect(self.composer.set_context_usage)
+        c.thinking_options.connect(self.composer.show_thinking)
         c.search_results.connect(self._search_results)
         c.completion_text.connect(self.completion_pad.append)
         c.sentiment.connect(self.toast.show_message)
@@ -425,6 +427,7 @@ class MainWindow(QMainWindow):
         self.model_bar.select(model_id)
         text_task = model is not None and Capability.TRANSLATE in roles(model)
         self.controller.task_model = model if text_task else None
+        self.controller.offer_thinking()
         self.composer.show_tasks(text_task)
         self._show_chat_page()
         if model is not None and text_task:  # started in its own process on first use, by the task models

@@ -277,6 +277,8 @@ def test_a_thinking_models_reply_streams_its_thinking_apart_and_is_stored_apart(
     window.controller.thinking_options.connect(offered.append)
     load_thinking_model(qtbot, window, thinking_model)
     assert offered[-1] == ThinkingChoice("auto", 0, switchable=True)  # Qwen3's template can switch it off
+    composer = window.composer
+    assert composer.thinking_mode.isVisibleTo(composer) and composer.thinking_budget.isVisibleTo(composer)
 
     seen = headers_while_streaming(window)
     assert window.controller.send("Hi")
@@ -291,7 +293,11 @@ def test_a_thinking_models_reply_streams_its_thinking_apart_and_is_stored_apart(
     shown = window.controller.chat_model.message(1)
     assert (shown.thinking, shown.text, shown.streaming) == ("okay", "A", False)
 
-    window.controller.set_thinking("on", 2)  # at most two tokens of thinking: the engine closes the block
+    # The user's choice in the composer reaches the chat: at most two tokens of thinking, then the
+    # engine closes the block itself.
+    composer.thinking_mode.setCurrentIndex(composer.thinking_mode.findData("on"))
+    composer.thinking_budget.setValue(2)
+    assert window.controller.store.conversation(conversation_id).settings.thinking_budget == 2
     assert window.controller.send("Again")
     wait_until_idle(qtbot, window)
     budgeted = window.controller.store.branch(conversation_id)[-1]
