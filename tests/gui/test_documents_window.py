@@ -132,7 +132,7 @@ def test_without_documents_attached_a_chat_answers_as_usual_and_stores_no_source
     assert window.controller.store.message(reply.id).sources == ()
 
 
-def test_indexing_in_the_background_never_stalls_the_window_and_the_window_loads_neither_numpy_nor_llama_cpp(
+def test_indexing_in_the_background_never_stalls_the_window(
         qtbot, make_window, tmp_path):
     window = make_window()
     _with_minilm(window)
@@ -201,3 +201,33 @@ def test_pause_holds_indexing_resume_finishes_it_and_removing_a_collection_delet
 
     with DocumentIndex(window.paths.documents_database) as index:
         assert index.counts() == {"collections": 0, "files": 0, "texts": 0, "chunks": 0, "vectors": 0}
+
+
+def test_indexing_left_pending_by_a_closed_window_carries_on_when_the_window_opens_again(
+        qtbot, make_window, tmp_path):
+    window = make_window()
+    window.pages.setCurrentIndex(0)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(30):
+        (folder / f"note{n:02}.txt").write_text(f"Note {n}: " + "lighthouse keeper " * 400, encoding="utf-8")
+    dialog = connect_documents(window.controller, window.composer, window)()
+    library = window.controller.documents
+    seen: list[str] = []
+    library.progress.connect(lambda event: seen.append(event["kind"]))
+    dialog.add_paths([folder])
+    qtbot.waitUntil(lambda: "Scanned" in seen, timeout=30_000)
+    dialog.pause_button.click()
+    qtbot.waitUntil(lambda: "Paused" in seen, timeout=30_000)
+    read_before = seen.count("FileIndexed")
+    assert read_before < 30
+    window.close()  # the app quits with files still to read
+
+    again = make_window()
+    files = {}
+    again.controller.documents.progress.connect(
+        lambda event: files.update({event["path"]: event["status"]}) if event["kind"] == "FileIndexed" else None)
+    qtbot.waitUntil(lambda: again.controller.documents.indexing, timeout=30_000)  # started by itself
+    qtbot.waitUntil(lambda: not again.controller.documents.indexing, timeout=INDEX_TIMEOUT_MS)
+    assert len(files) == 30 - read_before and set(files.values()) == {"indexed"}
+    assert again.controller.documents.collections[0]["chunks"] >= 30
