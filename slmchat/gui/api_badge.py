@@ -3,7 +3,7 @@ reply that waits, or a busy processor, has a visible reason."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QSizePolicy
 
 from slmchat.gui.plain_text import plain_label
 
@@ -16,5 +16,6 @@ def other_app_badge() -> QLabel:
     badge.setAccessibleName(TEXT)
     badge.setToolTip("A program on this computer is using slmchat's model through its API "
                      "(Settings, Other apps). Your messages wait for it, and its for yours.")
+    badge.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)  # a badge, not a bar
     badge.hide()
     return badge

@@ -114,8 +114,9 @@ class ApiServer(QObject):
         engine = self.session.engine
         if self._models is None or engine is None or self.session.model_id is None:
             return
-        if not isinstance(engine, TakingTurns):  # the window's own chat could clash with the API's
-            log.error("the window's engine does not take turns; other apps are not served")
+        if not isinstance(engine, TakingTurns):  # a model on a server the user added: not ours to lend
+            log.info("the window's model is not on this computer; other apps are not served it")
+            self._models.unhost()
             return
         self._models.host(self.session.model_id, engine, engine.info)
 

@@ -299,8 +299,10 @@ class SettingsDialog(QDialog):
             self.api_key.setText(secrets.token_urlsafe(24))
         for widget in (self.api_key_label, self.api_key, self.copy_key, self.api_key_note):
             widget.setVisible(network)
-        host = "this computer's network address" if network else "127.0.0.1"
-        self.api_address.setText(f"http://{host}:{self.api_port.value()}/v1" if on else "Off")
+        address = f"http://127.0.0.1:{self.api_port.value()}/v1"
+        if network:
+            address += "\nOther computers: this computer's network address instead of 127.0.0.1"
+        self.api_address.setText(address if on else "Off")
 
     def _persona_chosen(self) -> None:
         persona_id = self.persona.currentData()

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from gui_helpers import MODEL_TIMEOUT_MS, start_chatting, wait_until_idle
 from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QSpinBox
 
 from slmchat.core.serve.record import FROM_ANOTHER_APP
@@ -95,6 +96,33 @@ def test_switched_on_the_openai_client_lists_the_windows_model_and_streams_a_cha
     qtbot.waitUntil(lambda: not window.api_badge.isVisible(), timeout=5000)  # and cleared after
     assert badge_seen[0] is True and badge_seen[-1] is False
     assert engine_processes() == [window.session.engine.pid]  # the window's own engine, no second model
+
+
+def test_allowing_the_network_makes_a_key_to_copy_and_other_computers_without_it_are_refused(
+        qtbot, make_window) -> None:
+    window = make_window()
+    dialog = window.settings_dialog()
+    assert not dialog.api_server.isChecked() and not dialog.api_key.isVisible()  # off by default
+    dialog.api_server.setChecked(True)
+    dialog.api_port.setValue(free_port())
+    dialog.api_on_network.setChecked(True)
+    key = dialog.api_key.text()
+    assert len(key) >= 24 and dialog.api_key.isReadOnly()
+    dialog.copy_key.click()
+    assert QGuiApplication.clipboard().text() == key
+    dialog.save()
+    assert window.settings.api_key == key
+    address = window.api_server.address.replace("0.0.0.0", "127.0.0.1")
+    with ThreadPoolExecutor(1) as pool:
+        refused = in_background(pool, lambda: openai.OpenAI(base_url=address, api_key="wrong",
+                                                            max_retries=0).models.list())
+        qtbot.waitUntil(refused.done, timeout=MODEL_TIMEOUT_MS)
+        with pytest.raises(openai.AuthenticationError):
+            refused.result()
+        allowed = in_background(pool, lambda: openai.OpenAI(base_url=address, api_key=key,
+                                                            max_retries=0).models.list())
+        qtbot.waitUntil(allowed.done, timeout=MODEL_TIMEOUT_MS)
+    assert allowed.result().data == []  # let in; no model loaded yet
 
 
 def test_switched_off_the_port_is_closed_and_switched_on_again_it_answers(qtbot, make_window) -> None:
