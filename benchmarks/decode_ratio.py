@@ -36,6 +36,10 @@ BUILD_SCRIPT = common.ROOT / "benchmarks" / "build_llama_bench.sh"
 GOAL = 0.95
 
 
+def threads_text(count: int) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
+
+
 def llama_bench(binary: Path, model: Path, *, tokens: int, depth: int, threads: list[int],
                 engine: dict[str, str]) -> dict[int, float]:
     """llama-bench's tg tokens/s by thread count, one repetition each (its warm-up run is not
@@ -97,7 +101,7 @@ def main() -> None:
                          "llama_bench_tokens_per_s": reference[info.n_threads],
                          "llama_bench_by_threads": reference, "tokens": timing.completion_tokens,
                          "pieces_shown": len(timing.arrivals), "load_average": common.load_average()})
-            others = ", ".join(f"{count} threads {speed:.1f}" for count, speed in reference.items())
+            others = ", ".join(f"{threads_text(count)} {speed:.1f}" for count, speed in reference.items())
             print(f"  pair {pair + 1}: app {timing.gui_tokens_per_s:6.1f} tok/s at the GUI "
                   f"(engine's own {timing.engine_tokens_per_s:6.1f}, {len(timing.arrivals)} updates shown), "
                   f"llama-bench {others} tok/s; load {common.fmt_load(common.load_average())}")
@@ -106,11 +110,11 @@ def main() -> None:
     best_threads = max(bench_medians, key=bench_medians.__getitem__)
     ratio_best = app_median / bench_medians[best_threads]
     ratio_same = app_median / bench_medians[info.n_threads]
-    print(f"median: app {app_median:.1f} tok/s ({info.n_threads} threads); llama-bench "
-          + ", ".join(f"{count} threads {speed:.1f}" for count, speed in bench_medians.items()) + " tok/s")
-    print(f"app ÷ llama-bench at its best ({best_threads} threads): {ratio_best:.3f} (goal >= {GOAL}: "
-          f"{'met' if ratio_best >= GOAL else 'not met'}); app ÷ llama-bench at the app's {info.n_threads} "
-          f"threads: {ratio_same:.3f}")
+    print(f"median: app {app_median:.1f} tok/s ({threads_text(info.n_threads)}); llama-bench "
+          + ", ".join(f"{threads_text(count)} {speed:.1f}" for count, speed in bench_medians.items()) + " tok/s")
+    print(f"app ÷ llama-bench at its best ({threads_text(best_threads)}): {ratio_best:.3f} (goal >= {GOAL}: "
+          f"{'met' if ratio_best >= GOAL else 'not met'}); app ÷ llama-bench at the app's "
+          f"{threads_text(info.n_threads)}: {ratio_same:.3f}")
     common.save_results(args.results, args.key, {
         "model": info.path.name, "threads": info.n_threads, "prompt_tokens": depth, "tokens": tokens,
         "llama_bench_flags": flags, "app_median": app_median, "llama_bench_medians": bench_medians,
