@@ -78,6 +78,20 @@ def fmt_load(load: Iterable[float]) -> str:
     return " ".join(f"{x:.2f}" for x in load)
 
 
+_quiet_log: list[Any] = []  # the callback llama.cpp holds: referenced for the process's life
+
+
+def silence_llama_log() -> None:
+    """Send llama.cpp's log in this process nowhere (it logs every context it creates)."""
+    import ctypes
+
+    from slmchat.core.llama_api import llama_cpp
+
+    if not _quiet_log:
+        _quiet_log.append(llama_cpp.llama_log_callback(lambda _level, _text, _user_data: None))
+        llama_cpp.llama_log_set(_quiet_log[0], ctypes.c_void_p(0))
+
+
 # --- statistics -------------------------------------------------------------------------------
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))

@@ -64,6 +64,7 @@ def main() -> None:
     auto = GenerationSettings(temperature=0, max_tokens=args.tokens, speculative="auto")
     off = dataclasses.replace(auto, speculative="off")
     figures: dict[str, object] = {"machine": facts, "model": model.name, "tokens": args.tokens}
+    common.silence_llama_log()  # llama.cpp's log is not this script's output
     with Engine(EngineConfig(model, n_ctx=2048, n_threads=args.threads, flash_attn=True)) as flash, \
             Engine(EngineConfig(model, n_ctx=2048, n_threads=args.threads)) as default:
         sides = {"auto": (flash, auto), "off": (flash, off), "default": (default, off)}
