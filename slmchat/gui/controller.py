@@ -150,6 +150,7 @@ class ChatController(QObject):
         self.meaning = SemanticIndex(store, tasks, self)
         self.documents = DocumentLibrary(tasks.paths, tasks, self)
         self.documents.collections_changed.connect(lambda _collections: self.offer_documents())
+        self.documents.failed.connect(self.error)
         self._new_chat_documents: list[int] = []  # attached before a new chat's first message
         self.documents.start()  # lists the collections; carries on indexing a closed window left
         self.worker = GenerationWorker()
@@ -264,14 +265,12 @@ class ChatController(QObject):
 
     # --- documents -----------------------------------------------------------------------
     def attached_documents(self) -> list[int]:
-        """The ids of the document collections this chat answers from (that still exist)."""
+        """The ids of the document collections this chat answers from. One removed since finds
+        nothing, and the chat answers as usual; the Documents button shows only those there are."""
         if self.conversation_id is None:
-            attached = self._new_chat_documents
-        else:
-            stored = self.store.read_settings().get(attachment_key(self.conversation_id), [])
-            attached = [i for i in stored if isinstance(i, int)] if isinstance(stored, list) else []
-        existing = {collection["id"] for collection in self.documents.collections}
-        return [i for i in attached if i in existing]
+            return list(self._new_chat_documents)
+        stored = self.store.read_settings().get(attachment_key(self.conversation_id), [])
+        return [i for i in stored if isinstance(i, int)] if isinstance(stored, list) else []
 
     def attach_documents(self, collection_ids: list[int]) -> None:
         """Answer this chat from these collections (none: chat as usual). Kept with the app's
