@@ -12,6 +12,7 @@ server's threads report comes back as queued signals, and the window only shows 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,26 @@ class ApiServer(QObject):
         wanted = (settings.api_port, settings.api_on_network, key) if settings.api_server else None
         if wanted == self._running:
             return
-        self.stop()
+        self.stop(wait=wanted is not None)  # switched off: the GUI thread need not wait for the port
         if wanted is not None:
             self._start(*wanted)
 
-    def stop(self) -> None:
-        """Stop answering and close the port (the request being answered is stopped)."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop answering and close the port (the request being answered is stopped); without
+        `wait`, the port closes on a thread of its own within a moment."""
         if self._server is None:
             return
         models, server = self._models, self._server
         self._models = self._server = self._running = None
-        models.close()
-        server.stop()
+
+        def close() -> None:
+            models.close()
+            server.stop()
+
+        if wait:
+            close()
+        else:
+            threading.Thread(target=close, name="slmchat-api-stop", daemon=True).start()
         self._set_address("")
         self.other_app_using.emit(False)
 

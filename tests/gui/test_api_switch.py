@@ -131,8 +131,15 @@ def test_switched_off_the_port_is_closed_and_switched_on_again_it_answers(qtbot,
     port = int(window.api_server.address.rsplit(":", 1)[1].split("/")[0])
     set_api(window, api_server=False)
     assert not window.api_server.address
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    qtbot.waitUntil(refused, timeout=5000)
 
     set_api(window, api_server=True)
     with ThreadPoolExecutor(1) as pool:
