@@ -49,3 +49,50 @@ def test_indexing_and_retrieving_through_the_library_process_keep_numpy_and_llam
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Finished whole keeper.txt", "[]"]
+
+
+def _indexed(service, folder: Path) -> int:
+    """Add `folder` as a collection and wait until the library's process has read it."""
+    import time
+
+    collection = service.call("add", "Long", [str(folder)])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(event["kind"] == "Finished" for event in service.events()):
+            return collection
+        time.sleep(0.05)
+    raise AssertionError("indexing did not finish")
+
+
+def test_a_question_about_the_whole_of_a_long_document_is_answered_from_notes_on_each_part(
+        tmp_path, smollm2_path):
+    import threading
+
+    from slmchat.core.generation import EngineConfig, GenerationSettings
+    from slmchat.core.process.engine_client import EngineClient
+    from slmchat.gui.documents_service import DocumentService, answer_from_documents
+    from slmchat.paths import Paths
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    sections = [f"## Chapter {n}\n\n" + f"In chapter {n} the keeper repaints the lamp room and counts ships. " * 12
+                for n in range(1, 7)]
+    (folder / "logbook.md").write_text("# The keeper's logbook\n\n" + "\n\n".join(sections), encoding="utf-8")
+    paths = Paths.at(tmp_path / "home").ensure()
+    service = DocumentService(paths)  # words only: no embedding model
+    try:
+        collection = _indexed(service, folder)
+        settings = GenerationSettings(max_tokens=16, temperature=0.0, seed=7)
+        found: dict = {}
+        with EngineClient(EngineConfig(smollm2_path, n_ctx=512, n_threads=1), paths=paths) as engine:
+            answering = answer_from_documents(service, engine, "Summarize the logbook.", [collection], settings,
+                                              threading.Event(), found)
+            assert answering is not None
+            text = answering.read()
+        assert text.strip()
+        sources = found["sources"]
+        assert len(sources) >= 2 and {source["mode"] for source in sources} == {"map_reduce"}
+        assert all(Path(source["file"]).name == "logbook.md" for source in sources)
+        assert found["sources"][0]["place"] != found["sources"][-1]["place"]  # each part says where it is
+    finally:
+        service.close()
