@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
-from slmchat.core.engine import backend
+from slmchat.core.engine import backend, rollback
 from slmchat.core.engine.kv_state import (
     DEFAULT_CAP_BYTES,
     KVStateStore,
@@ -503,9 +503,8 @@ class Engine:
     def _reuse_prefix(self, prompt: list[int]) -> int:
         """Keep the KV entries shared with `prompt`, drop the rest; returns how many were kept."""
         shared = min(_shared(self._cached, prompt), len(prompt) - 1)  # the last prompt token is evaluated for its logits
-        if shared < len(self._cached) and not llama_cpp.llama_memory_seq_rm(self._memory, 0, shared, -1):
-            llama_cpp.llama_memory_clear(self._memory, True)  # a cache that cannot cut: start over
-            shared = 0
+        if shared < len(self._cached) and not rollback.keep_prefix(self._memory, self._model, shared):
+            shared = 0  # a cache that cannot be cut back exactly there (rollback.py): start over
         del self._cached[shared:]
         return shared
 
