@@ -39,6 +39,8 @@ from slmchat.core.models.hub import DownloadProgress
 from slmchat.core.models.library import LibraryModel, ModelLibrary
 from slmchat.core.tasks.capabilities import Capability
 from slmchat.gui import theme as themes
+from slmchat.gui.api_badge import other_app_badge
+from slmchat.gui.api_server import ApiServer
 from slmchat.gui.chat_view import Action, ChatView
 from slmchat.gui.completion_pad import CompletionPad
 from slmchat.gui.composer import Composer
@@ -99,6 +101,7 @@ class MainWindow(QMainWindow):
         self.downloads = Downloads(library, paths, self)
         self.model_servers = ModelServers(servers_from_settings(settings.model_servers), self)
         self._servers_dialog: ModelServerDialog | None = None  # one, kept: a server it is asking may answer late
+        self.api_server = ApiServer(session, controller.store, paths.log_file, self)
         self.trash = Trash(controller.store, session,  # it rewrites the file when the GUI is not writing
                            lambda: controller.busy or controller.meaning.indexing, self)
         self.setWindowTitle("slmchat")
@@ -108,6 +111,7 @@ class MainWindow(QMainWindow):
         self.sidebar = Sidebar()
         self.model_bar = ModelBar()
         self.notice = NoticeBar()
+        self.api_badge = other_app_badge()
         self.chat_view = ChatView(controller.chat_model, theme)
         self.empty_state = EmptyState()
         self.completion_pad = CompletionPad()
@@ -127,6 +131,7 @@ class MainWindow(QMainWindow):
         notice_row = QHBoxLayout()
         notice_row.setContentsMargins(16, 10, 16, 0)
         notice_row.addWidget(self.notice)
+        notice_row.addWidget(self.api_badge, 0, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         column.addLayout(notice_row)
         column.addWidget(self.chat_stack, 1)
         composer_row = QHBoxLayout()
@@ -214,6 +219,11 @@ class MainWindow(QMainWindow):
         c.sentiment.connect(self.toast.show_message)
         c.chat_model.rowsInserted.connect(self._show_chat_page)
         c.chat_model.modelReset.connect(self._show_chat_page)
+
+        self.api_server.other_app_using.connect(self.api_badge.setVisible)
+        self.api_server.failed.connect(lambda text: self.notice.show_message(text, error=True))
+        self.api_server.chat_stored.connect(lambda _conversation: self.refresh_conversations())
+        self.api_server.apply(self.settings)
 
         s.loading.connect(self.model_bar.set_loading)
         s.loaded.connect(self._model_loaded)
@@ -479,6 +489,7 @@ class MainWindow(QMainWindow):
 
         engine_changed = engine_options(settings) != engine_options(self.settings)
         self.settings = settings
+        self.api_server.apply(settings)
         self.theme = themes.resolve(settings.theme)
         themes.apply(QApplication.instance(), self.theme, settings.font_size)
         self.chat_view.set_theme(self.theme)
@@ -557,6 +568,7 @@ class MainWindow(QMainWindow):
             self.toast.move((self.width() - self.toast.width()) // 2, self.height() - self.toast.height() - 90)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.api_server.stop()
         self.downloads.cancel_all()
         self.controller.shut_down()
         self.controller.tasks.close()

@@ -42,8 +42,10 @@ def _open_engine(config: EngineConfig | RemoteModel, paths: Paths) -> Any:
 
         return RemoteClient(config, paths=paths)
     from slmchat.core.process.engine_client import EngineClient
+    from slmchat.core.serve.turns import TakingTurns
 
-    return EngineClient(config, paths=paths)
+    # Other apps may use the same engine through the API (gui/api_server.py): replies take turns.
+    return TakingTurns(EngineClient(config, paths=paths))
 
 
 def _close_quietly(engine: Any) -> None:
