@@ -177,6 +177,10 @@ def _self_test_steps(paths: Paths, model_path: Path) -> int:
     print(f"window: ok ({time.monotonic() - started:.2f} s)")
     window.close()
 
+    from slmchat.core.serve.running import self_check  # the API's web server, uvicorn's by-name imports
+
+    print(f"api: {self_check()}")
+
     store = Store(paths.database)
     with EngineClient(EngineConfig(model_path=model_path, n_ctx=512, n_threads=2), paths=paths) as engine:
         print(f"model: {engine.info.name} on {engine.info.backend} ({time.monotonic() - started:.2f} s)")
