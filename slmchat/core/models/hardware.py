@@ -317,12 +317,14 @@ def fit(estimate: MemoryEstimate, machine: Machine) -> Fit:
 
 
 def decode_threads(physical_cores: int) -> int:
-    """Threads for decoding: one core fewer than the machine has, so the window and the rest of
-    the system keep a core. llama.cpp's threads wait for each other at every step of a token
-    (spinning), so one thread pushed off its core stalls them all: on the 2-core development
-    machine, with one other program busy on one core, the app decoded at 39-52 tokens/s on two
-    threads and 139-145 on one (docs/BENCHMARKS.md).
-    Prompts still use every core: the window is idle while the user waits for the first word."""
+    """Threads a reply starts decoding on, and the count the speed estimate assumes: one core
+    fewer than the machine has, so the window and the rest of the system keep a core.
+    llama.cpp's threads wait for each other at every step of a token, so one thread pushed off
+    its core stalls them all: on the 2-core development machine, with one other program busy on
+    one core, the app decoded at 39-52 tokens/s on two threads and 139-145 on one
+    (docs/BENCHMARKS.md). While the machine is otherwise idle the engine decodes on every core
+    (engine/threads.py follows the load during a reply).
+    Prompts use every core: the window is idle while the user waits for the first word."""
     return max(1, physical_cores - 1)
 
 

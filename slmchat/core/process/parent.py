@@ -40,6 +40,26 @@ _MEMORY_CHECK_S = 0.25
 _LOG_TAIL_LINES = 30
 _LOGS_KEPT = 20
 request_ids = itertools.count()  # one sequence per app process: the child drops stale ids
+# llama.cpp's CPU threads meet at an OpenMP barrier after every step of a token. libgomp's default
+# has a waiting thread spin 300,000 times before it sleeps: when another program takes a core,
+# the waiting threads burn theirs spinning for a partner that is not running. Measured with
+# llama-bench, 2 threads on the shared 2-core development machine under heavy load: 1-2 tokens/s
+# at the default, 2.5-4 at 10,000 spins, 16 at 1,000, 19 passive (benchmarks/decode_under_load.py
+# measures the app). 1,000 spins (microseconds) still cover a partner that is only a step
+# behind. libgomp reads these once, when it loads in the model process, so they go into the
+# environment the child starts with; a value the user set wins.
+OPENMP_ENVIRONMENT = {"GOMP_SPINCOUNT": "1000"}
+_environment_lock = threading.Lock()
+
+
+def _with_openmp_environment() -> None:
+    """Put OPENMP_ENVIRONMENT into this process's environment, which spawned children inherit.
+
+    Set once and kept (never removed again), so no thread sees the environment change twice;
+    the window's process never loads libgomp, so only the model processes feel it."""
+    with _environment_lock:
+        for name, value in OPENMP_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,7 @@ class ModelProcess:
     def _launch(self, spec: RunnerSpec) -> None:
         self.log_path = self._new_log_path(spec.label)
         parent_end, child_end = _SPAWN.Pipe()
+        _with_openmp_environment()
         process = _SPAWN.Process(target=child_main, args=(child_end, spec, str(self.log_path)),
                                  name="slmchat-model", daemon=True)
         process.start()
