@@ -10,18 +10,12 @@ good request right after it.
 from __future__ import annotations
 
 import json
-import os
-import queue
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import minilm_gguf
@@ -30,6 +24,7 @@ import openai
 import psutil
 import pytest
 from model_cache import MODEL_CACHE
+from serve_process import Server, start_server, stop_server
 
 from slmchat.core.generation import EngineConfig, GenerationSettings
 from slmchat.core.process.engine_client import EngineClient
@@ -42,54 +37,8 @@ HELLO = [{"role": "user", "content": "What is the capital of France?"}]
 LONG = [{"role": "user", "content": "Write a very long story about a dragon who learns to bake bread."}]
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen
-    port: int
-    key: str | None
-    banner: str
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def client(self, **options: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=self.key or "unused", max_retries=0, **options)
-
-
-def start_server(home: Path, *args: str | Path) -> Server:
-    """Start `slmchat-cli serve` and wait for the line that says where it listens."""
-    env = {**os.environ, "SLMCHAT_HOME": str(home)}
-    process = subprocess.Popen([sys.executable, "-m", "slmchat.cli", "serve", "--port", "0", "--threads", "1",
-                                *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    key = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            if process.poll() is not None:
-                raise AssertionError(f"the server ended: {process.stderr.read()}")
-            continue
-        if line.startswith("API key"):
-            key = line.rsplit(" ", 1)[1].strip()
-        if line.startswith("Serving"):
-            port = int(line.split("/v1")[0].rsplit(":", 1)[1])
-            return Server(process, port, key, line)
-    process.kill()
-    raise AssertionError("the server did not say where it listens within 2 minutes")
-
-
-def stop_server(server: Server) -> None:
-    server.process.send_signal(signal.SIGINT)
-    try:
-        server.process.wait(20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        raise
+def openai_client(server: Server, **options: object) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=server.key or "unused", max_retries=0, **options)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +57,7 @@ def server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def names(server: Server, models: dict[str, Path]) -> dict[str, str]:
     """Which served name is which model, as /v1/models lists them."""
-    listed = [model.id for model in server.client().models.list()]
+    listed = [model.id for model in openai_client(server).models.list()]
     found = {role: next(name for name in listed if name.lower().startswith(path.stem.lower()[:7]))
              for role, path in models.items()}
     assert len(set(found.values())) == 3, listed
@@ -116,8 +65,8 @@ def names(server: Server, models: dict[str, Path]) -> dict[str, str]:
 
 
 def chat(server: Server, names: dict[str, str], max_tokens: int = 12, **options: object) -> str:
-    reply = server.client().chat.completions.create(model=names["chat"], messages=HELLO, max_tokens=max_tokens,
-                                                    **GREEDY, **options)
+    reply = openai_client(server).chat.completions.create(model=names["chat"], messages=HELLO, max_tokens=max_tokens,
+                                                           **GREEDY, **options)
     assert reply.choices[0].message.content
     return reply.choices[0].message.content
 
@@ -176,15 +125,15 @@ def events(sock: socket.socket, rest: bytes = b"") -> Iterator[str]:
 
 # --- real clients -------------------------------------------------------------------------------
 def test_the_openai_client_lists_the_three_served_models(server, names) -> None:
-    listed = server.client().models.list()
+    listed = openai_client(server).models.list()
     assert sorted(model.id for model in listed) == sorted(names.values())
     assert all(model.owned_by == "slmchat" for model in listed)
-    assert server.client().models.retrieve(names["base"]).id == names["base"]
+    assert openai_client(server).models.retrieve(names["base"]).id == names["base"]
     assert server.banner.startswith("Serving") and server.base_url in server.banner
 
 
 def test_a_streamed_greedy_chat_joins_to_the_same_text_as_the_same_request_not_streamed(server, names) -> None:
-    client = server.client()
+    client = openai_client(server)
     whole = client.chat.completions.create(model=names["chat"], messages=HELLO, max_tokens=40, **GREEDY)
     pieces = [chunk.choices[0].delta.content or ""
               for chunk in client.chat.completions.create(model=names["chat"], messages=HELLO, max_tokens=40,
@@ -197,7 +146,7 @@ def test_a_streamed_greedy_chat_joins_to_the_same_text_as_the_same_request_not_s
 
 
 def test_a_streamed_chat_with_include_usage_ends_with_the_token_counts(server, names) -> None:
-    chunks = list(server.client().chat.completions.create(
+    chunks = list(openai_client(server).chat.completions.create(
         model=names["chat"], messages=HELLO, max_tokens=8, stream=True, stream_options={"include_usage": True},
         **GREEDY))
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
@@ -207,7 +156,7 @@ def test_a_streamed_chat_with_include_usage_ends_with_the_token_counts(server, n
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_stop_string_split_across_two_pieces_ends_the_reply_before_it_with_finish_reason_stop(
         server, names, stream) -> None:
-    client = server.client()
+    client = openai_client(server)
     pieces = [chunk.choices[0].delta.content for chunk in client.chat.completions.create(
         model=names["chat"], messages=HELLO, max_tokens=40, stream=True, **GREEDY)
         if chunk.choices and chunk.choices[0].delta.content]
@@ -230,7 +179,7 @@ def test_a_stop_string_split_across_two_pieces_ends_the_reply_before_it_with_fin
 
 def test_the_base_model_completes_text_as_the_engine_does_and_cannot_chat(server, names, models) -> None:
     prompt = "The three primary colours are"
-    client = server.client()
+    client = openai_client(server)
     served = client.completions.create(model=names["base"], prompt=prompt, max_tokens=16, **GREEDY)
     streamed = "".join(chunk.choices[0].text for chunk in client.completions.create(
         model=names["base"], prompt=prompt, max_tokens=16, stream=True, **GREEDY))
@@ -245,7 +194,7 @@ def test_the_base_model_completes_text_as_the_engine_does_and_cannot_chat(server
 
 def test_minilm_embeds_through_the_openai_client_as_its_own_process_does(server, names, models) -> None:
     texts = ["the house is small", "a tiny home", "stock markets fell sharply"]
-    served = server.client().embeddings.create(model=names["embed"], input=texts)  # base64 on the wire
+    served = openai_client(server).embeddings.create(model=names["embed"], input=texts)  # base64 on the wire
     vectors = np.array([item.embedding for item in served.data], dtype=np.float32)
     with TaskClient(TaskKind.EMBED, models["embed"], n_threads=1) as direct:
         expected = direct.embed(texts)
@@ -304,7 +253,7 @@ def test_a_100_mb_body_is_refused_by_its_size_before_it_is_read(server, names) -
 
 def test_an_unknown_model_is_a_404_naming_the_served_ones(server, names) -> None:
     with pytest.raises(openai.NotFoundError) as refused:
-        server.client().chat.completions.create(model="gpt-4o", messages=HELLO)
+        openai_client(server).chat.completions.create(model="gpt-4o", messages=HELLO)
     assert refused.value.body["code"] == "model_not_found" and names["chat"] in refused.value.body["message"]
     assert chat(server, names)
 
@@ -318,13 +267,13 @@ def test_an_unknown_model_is_a_404_naming_the_served_ones(server, names) -> None
 def test_parameters_out_of_range_or_unsupported_are_a_400_naming_the_parameter(server, names, options,
                                                                                param) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        server.client().chat.completions.create(model=names["chat"], messages=HELLO, **options)
+        openai_client(server).chat.completions.create(model=names["chat"], messages=HELLO, **options)
     assert refused.value.status_code == 400 and refused.value.body["param"] == param
     assert chat(server, names)
 
 
 def test_requests_past_the_queue_limit_get_429_while_the_others_are_answered(server, names) -> None:
-    client = server.client()
+    client = openai_client(server)
 
     def ask(_: int) -> str:
         try:
@@ -343,7 +292,7 @@ def test_requests_past_the_queue_limit_get_429_while_the_others_are_answered(ser
 
 
 def test_a_client_that_hangs_up_mid_stream_stops_its_generation(server, names) -> None:
-    client = server.client()
+    client = openai_client(server)
     started = time.monotonic()
     whole = client.chat.completions.create(model=names["chat"], messages=LONG, max_tokens=300, **GREEDY)
     whole_s = time.monotonic() - started
@@ -366,7 +315,7 @@ def test_a_client_that_hangs_up_mid_stream_stops_its_generation(server, names) -
 def test_an_embedding_request_whose_client_hangs_up_stops_before_all_its_texts_are_embedded(server, names) -> None:
     texts = [f"Sentence number {number} is about a small house with a garden." for number in range(480)]
     started = time.monotonic()
-    assert len(server.client().embeddings.create(model=names["embed"], input=texts).data) == len(texts)
+    assert len(openai_client(server).embeddings.create(model=names["embed"], input=texts).data) == len(texts)
     whole_s = time.monotonic() - started
 
     sock = raw_request(server, "/v1/embeddings", json.dumps({"model": names["embed"], "input": texts}).encode())
@@ -374,7 +323,7 @@ def test_an_embedding_request_whose_client_hangs_up_stops_before_all_its_texts_a
     sock.close()  # hang up
 
     started = time.monotonic()
-    assert server.client().embeddings.create(model=names["embed"], input="hello").data
+    assert openai_client(server).embeddings.create(model=names["embed"], input="hello").data
     assert time.monotonic() - started < whole_s / 2, f"the model went on embedding for nobody ({whole_s:.1f} s)"
 
 
@@ -407,7 +356,7 @@ def test_off_loopback_the_server_generates_a_key_and_refuses_requests_without_it
         with pytest.raises(openai.AuthenticationError) as refused:
             openai.OpenAI(base_url=other.base_url, api_key="wrong", max_retries=0).models.list()
         assert refused.value.body["code"] == "invalid_api_key"
-        assert [model.id for model in other.client().models.list()]
+        assert [model.id for model in openai_client(other).models.list()]
     finally:
         stop_server(other)
 
