@@ -382,8 +382,12 @@ class SettingsDialog(QDialog):
 
     # --- results -------------------------------------------------------------------------
     def sampling(self) -> GenerationSettings:
+        """The sampling shown, over what this chat (or, for new chats, the app) already had: the
+        settings this dialog does not show (thinking, its budget, speculative) stay as they were."""
+        kept = (self.conversation.settings if self.conversation and self.conversation.settings
+                else self.settings.generation)
         return dataclasses.replace(
-            self.settings.generation,
+            kept,
             temperature=self.temperature.value(), top_p=self.top_p.value(), top_k=self.top_k.value(),
             min_p=self.min_p.value(), repeat_penalty=self.repeat_penalty.value(),
             max_tokens=self.max_tokens.value(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slmchat.core.generation import OverflowPolicy
+from slmchat.core.generation import GenerationSettings, OverflowPolicy
 from slmchat.core.store.store import Store
 from slmchat.settings import Settings, load_settings, save_settings
 
@@ -94,3 +94,17 @@ def test_the_data_tab_lists_backups_and_restores_one_after_a_confirmation(qtbot,
     undo = restored.args[0]
     assert undo.conversations == 2  # the conversations from before the restore, kept
     assert dialog.backups.count() == 2 == len(list_backups(store.path))
+
+
+def test_saving_a_chats_sampling_keeps_its_thinking_and_speculative_choices(qtbot, make_window):
+    window = make_window()
+    chosen = GenerationSettings(thinking="off", thinking_budget=300, speculative="off", temperature=0.3)
+    chat = window.controller.store.new_conversation(title="Tuned", settings=chosen)
+    window.controller.open_conversation(chat.id)
+    dialog = window.settings_dialog()
+    qtbot.addWidget(dialog)
+    dialog.temperature.setValue(0.9)
+    dialog.save()
+    stored = window.controller.store.conversation(chat.id).settings
+    assert (stored.thinking, stored.thinking_budget, stored.speculative) == ("off", 300, "off")
+    assert stored.temperature == 0.9
