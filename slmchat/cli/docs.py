@@ -176,7 +176,7 @@ def _search(args: argparse.Namespace, paths: Paths) -> int:
     if not hits:
         print("No passage matches.")
     for n, hit in enumerate(hits, 1):
-        write_out(sys.stdout, f"{n}. {hit.path} — {hit.place}\n   {answer.snippet(hit.text)}\n")
+        write_out(sys.stdout, f"{n}. {hit.path} — {hit.place}\n   {answer.snippet(hit.own_text)}\n")
     return 0
 
 

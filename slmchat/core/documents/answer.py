@@ -51,13 +51,13 @@ def _part_source(part: Sequence[Passage]) -> Passage:
     """One map-reduce part as a single source (its notes stand for it in the final prompt)."""
     first, last = part[0], part[-1]
     where = first.place if first.place == last.place else f"{first.place} to {last.place}"
-    return Passage(first.file_id, first.path, where, first.text)
+    return Passage(first.file_id, first.path, where, first.own_text)
 
 
 def reply_sources(context: Context) -> list[dict[str, Any]]:
     """The sources to store with the reply, numbered as the final prompt numbers them."""
     cited = context.sources if context.mode != "map_reduce" else [_part_source(p) for p in context.parts]
-    return [{"n": n, "file": p.path, "place": p.place, "snippet": snippet(p.text), "chunk_id": p.chunk_id,
+    return [{"n": n, "file": p.path, "place": p.place, "snippet": snippet(p.own_text), "chunk_id": p.chunk_id,
              "mode": context.mode} for n, p in enumerate(cited, 1)]
 
 

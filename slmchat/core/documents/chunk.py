@@ -21,8 +21,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 @dataclass(frozen=True)
 class Chunk:
-    text: str
+    text: str  # the overlap carried from the chunk before, then this chunk's own text
     place: str  # for the reader: "page 3", "Chapter I › The Storm (lines 4–9)", "lines 10–42"
+    lead: int = 0  # characters of `text` carried from the chunk before (a snippet starts after them)
 
 
 def place(blocks: list[Block]) -> str:
@@ -82,7 +83,8 @@ def chunk(blocks: list[Block], *, target_chars: int = TARGET_CHARS,
         nonlocal carry
         body = "\n\n".join(b.text for b in group)
         if any(not b.is_heading for b in group):
-            chunks.append(Chunk(f"{carry} … {body}" if carry else body, place(group)))
+            lead = f"{carry} … " if carry else ""
+            chunks.append(Chunk(lead + body, place(group), len(lead)))
             carry = _tail(body, overlap_chars) if overlap_chars else ""
 
     for block in blocks:

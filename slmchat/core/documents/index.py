@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS texts (
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, place TEXT NOT NULL, text TEXT NOT NULL);
+    ordinal INTEGER NOT NULL, place TEXT NOT NULL, text TEXT NOT NULL, lead INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS chunks_file ON chunks(file_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     text, content='chunks', content_rowid='id', tokenize='porter unicode61');
@@ -181,8 +181,8 @@ class DocumentIndex:
             self.conn.execute("DELETE FROM texts WHERE file_id = ?", (file_id,))
             if text:
                 self.conn.execute("INSERT INTO texts (file_id, text) VALUES (?, ?)", (file_id, text))
-            self.conn.executemany("INSERT INTO chunks (file_id, ordinal, place, text) VALUES (?, ?, ?, ?)",
-                                  [(file_id, ordinal, p.place, p.text) for ordinal, p in enumerate(chunks)])
+            self.conn.executemany("INSERT INTO chunks (file_id, ordinal, place, text, lead) VALUES (?, ?, ?, ?, ?)",
+                                  [(file_id, ordinal, p.place, p.text, p.lead) for ordinal, p in enumerate(chunks)])
             self.conn.execute(
                 "UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, status = ?, reason = ?, indexed_at = ? "
                 "WHERE id = ?", (size, mtime_ns, sha256, status.value, reason, time.time(), file_id))

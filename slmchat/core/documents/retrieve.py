@@ -67,6 +67,12 @@ class Passage:
     text: str
     chunk_id: int | None = None  # None: a whole document
     score: float = 0.0
+    lead: int = 0  # characters at the start of `text` repeated from the passage before
+
+    @property
+    def own_text(self) -> str:
+        """The passage without the overlap it repeats (what a snippet shows)."""
+        return self.text[self.lead:]
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,9 @@ class Retriever:
 
     def _passage(self, chunk_id: int, score: float) -> Passage:
         row = self.index.conn.execute(
-            "SELECT c.file_id, f.path, c.place, c.text FROM chunks c JOIN files f ON f.id = c.file_id "
+            "SELECT c.file_id, f.path, c.place, c.text, c.lead FROM chunks c JOIN files f ON f.id = c.file_id "
             "WHERE c.id = ?", (chunk_id,)).fetchone()
-        return Passage(row[0], row[1], row[2], row[3], chunk_id, score)
+        return Passage(row[0], row[1], row[2], row[3], chunk_id, score, row[4])
 
     # --- what the prompt gets -----------------------------------------------------------------
     def documents(self, collections: Sequence[int] | None = None) -> list[Passage]:
