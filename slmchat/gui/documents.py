@@ -2,7 +2,7 @@
 
 `DocumentLibrary` relays between the widgets and the library's process (`documents_service`):
 each request runs on a thread of its own pool and answers on the GUI thread; the indexer's
-events are polled every 100 ms while it works, which never waits. `DocumentsDialog` shows the
+events are polled every 100 ms once the process is up, which never waits. `DocumentsDialog` shows the
 collections, adds files and folders (buttons, or dropped on it), shows each file's status with
 its reason, pauses and resumes indexing and removes a collection with everything made from it.
 """
@@ -92,6 +92,7 @@ class DocumentLibrary(QObject):
             return self.service.call(method, *args)
 
         run_task(work, then or (lambda _result: None), lambda error: self.failed.emit(str(error)), pool=self._pool)
+        self._poll.start()  # the process is (being) started: hear its indexer from now on
 
     # --- what the widgets ask for -----------------------------------------------------------
     def start(self) -> None:
@@ -106,7 +107,7 @@ class DocumentLibrary(QObject):
 
     def add(self, name: str, paths: list[Path]) -> None:
         """Add files and folders to collection `name` (made if new) and index them."""
-        self._watch()
+        self.indexing = True
         self._request("add", name, [str(p) for p in paths], then=lambda _id: self.refresh())
 
     def remove(self, collection_id: int) -> None:
@@ -129,12 +130,8 @@ class DocumentLibrary(QObject):
 
     # --- internals ------------------------------------------------------------------------
     def _index(self) -> None:
-        self._watch()
-        self._request("start_indexing")
-
-    def _watch(self) -> None:
         self.indexing = True
-        self._poll.start()
+        self._request("start_indexing")
 
     def _got_collections(self, collections: list[dict[str, Any]]) -> None:
         self.collections = collections
@@ -142,10 +139,11 @@ class DocumentLibrary(QObject):
 
     def _read_events(self) -> None:
         for event in self.service.events():
+            if event["kind"] == "Started":
+                self.indexing = True
             self.progress.emit(event)
             if event["kind"] in ("Finished", "Failed"):
                 self.indexing = self.paused = False
-                self._poll.stop()
                 self.refresh()
                 if event["kind"] == "Failed":
                     self.failed.emit(event["message"])

@@ -33,6 +33,7 @@ from slmchat.paths import Paths
 
 _SPAWN = multiprocessing.get_context("spawn")
 PROMPT_OVERHEAD = 200  # the system message, the numbering, the question
+BACKGROUND_NICENESS = 10
 
 
 def _plain(event: Any) -> dict[str, Any]:
@@ -59,17 +60,22 @@ class _Library:
         self._events = events
         self._indexer_lock = threading.Lock()
         self._send_lock = threading.Lock()
+        self._rescan = False  # files or folders were added while the indexer ran past its scan
         threading.Thread(target=self._pump, name="indexer-events", daemon=True).start()
 
     # --- the indexer ----------------------------------------------------------------------
     def _pump(self) -> None:
-        """Pass the indexer's events on to the window as they come."""
+        """Pass the indexer's events on to the window as they come; when a run ends and more was
+        added meanwhile, start another (a run scans only at its start)."""
         while True:
             with self._indexer_lock:
                 events = [_plain(event) for event in self.indexer.events(0.0)]
             for event in events:
                 if not self._tell(event):
                     return
+            if self._rescan and any(event["kind"] in ("Finished", "Failed") for event in events):
+                self._rescan = False
+                self.start_indexing()
             time.sleep(0.1)
 
     def _tell(self, event: dict[str, Any]) -> bool:
@@ -111,7 +117,10 @@ class _Library:
         """Remember the files and folders, then index them in the background."""
         collection_id = self.index.collection(name)
         self.index.add_roots(collection_id, [Path(p) for p in paths])
-        self.start_indexing()
+        with self._indexer_lock:  # the pump reads a run's last event under it: no end is missed
+            self._rescan = self.indexer.alive
+            self.indexer.start()
+        self._tell({"kind": "Started"})
         return collection_id
 
     def remove(self, collection_id: int) -> None:
@@ -166,6 +175,8 @@ def _child(requests: Connection, events: Connection, paths: Paths, embedder_path
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is the window's
+    if hasattr(os, "nice"):  # background work yields the CPU to the window (the indexer inherits it)
+        os.nice(BACKGROUND_NICENESS)
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = os.open(paths.logs / "documents.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)  # llama.cpp writes to stdout and stderr

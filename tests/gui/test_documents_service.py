@@ -96,3 +96,35 @@ def test_a_question_about_the_whole_of_a_long_document_is_answered_from_notes_on
         assert found["sources"][0]["place"] != found["sources"][-1]["place"]  # each part says where it is
     finally:
         service.close()
+
+
+def test_a_folder_added_while_another_is_being_read_is_read_too(tmp_path):
+    import time
+
+    from slmchat.gui.documents_service import DocumentService
+    from slmchat.paths import Paths
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    for n in range(20):
+        (first / f"long{n:02}.txt").write_text("the lighthouse keeper writes " * 3000, encoding="utf-8")
+    (second / "late.txt").write_text("Added while the first folder was being read.", encoding="utf-8")
+    service = DocumentService(Paths.at(tmp_path / "home").ensure())
+    try:
+        service.call("add", "First", [str(first)])
+        events: list[dict] = []
+        deadline = time.monotonic() + 120
+        while not any(e["kind"] == "FileIndexed" for e in events) and time.monotonic() < deadline:
+            events += service.events()
+            time.sleep(0.02)
+        service.call("add", "Second", [str(second)])  # the running indexer scanned before this
+        while time.monotonic() < deadline:
+            events += service.events()
+            if any(e["kind"] == "FileIndexed" and e["path"].endswith("late.txt") for e in events):
+                break
+            time.sleep(0.05)
+        statuses = {c["name"]: [f["status"] for f in c["files"]] for c in service.call("collections")}
+        assert statuses["Second"] == ["indexed"]
+    finally:
+        service.close()
