@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
-from slmchat.core.engine import backend, rollback
+from slmchat.core.engine import backend, rollback, threads
 from slmchat.core.engine.kv_state import (
     DEFAULT_CAP_BYTES,
     KVStateStore,
@@ -134,6 +134,7 @@ class Engine:
                 )
             self._vocab = llama_cpp.llama_model_get_vocab(self._model)
             self._memory = llama_cpp.llama_get_memory(self._ctx)
+            self._threads = threads.decode_threads(self._ctx, config, self.resolved)
             self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
             self._format = choose_format(
                 gguf.chat_template,
@@ -654,6 +655,7 @@ class Engine:
                         token = ahead.popleft()
                         continue
                 one[0] = token
+                self._threads.update()
                 status = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1))
                 if status != 0:
                     raise EngineError(f"llama.cpp could not continue the reply (status {status}).")
