@@ -62,13 +62,15 @@ def decode_rows(results: dict[str, Any]) -> list[Row]:
 
 
 def under_load_rows(results: dict[str, Any]) -> list[Row]:
-    """decode_under_load.py's figure: decode with another program busy ÷ unloaded (its own keys
-    `ratio` and `goal` when it saves them)."""
+    """decode_under_load.py: the app with a program keeping one core busy ÷ the app alone, and
+    the app alone ÷ llama-bench at its best, measured in turn."""
     d = results.get("decode_under_load")
-    if not d or "ratio" not in d:
+    if not d or "loaded_ratio" not in d:
         return [_missing("decode speed under load ÷ unloaded (decode_under_load.py)", "≥ 0.8")]
-    goal = d.get("goal", 0.8)
-    return [Row("decode speed under load ÷ unloaded", f"{d['ratio']:.3f}", f"≥ {goal}", d["ratio"] >= goal)]
+    return [Row("decode speed with a core hog ÷ alone (decode_under_load.py)", f"{d['loaded_ratio']:.3f}",
+                f"≥ {d['loaded_goal']}", d["loaded_ratio"] >= d["loaded_goal"]),
+            Row("decode speed alone ÷ llama-bench at its best (decode_under_load.py, same run)",
+                f"{d['unloaded_ratio']:.3f}", f"≥ {d['unloaded_goal']}", d["unloaded_ratio"] >= d["unloaded_goal"])]
 
 
 def speculative_rows(results: dict[str, Any]) -> list[Row]:

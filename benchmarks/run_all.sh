@@ -20,9 +20,9 @@ if [ "${QUICK:-0}" = 1 ]; then
   decode=(--tokens 24 --pairs 1); ttft=(--turns 4 --repetitions 1 --kv-runs 1)
   gui=(--replies 1 --tokens 40); startup=(--runs 2); speculative=(--tokens 32 --pairs 1)
   serve=(--tokens 32 --runs 2); tables=(--quick); plans=(--depth 300); portable=(--pairs 2 --tokens 48)
-  memory=(--messages 100)
+  memory=(--messages 100); under_load=(--tokens 24 --rounds 1)
 else
-  decode=(); ttft=(); gui=(); startup=(); speculative=(); serve=(); tables=(); plans=(); portable=(); memory=()
+  decode=(); ttft=(); gui=(); startup=(); speculative=(); serve=(); tables=(); plans=(); portable=(); memory=(); under_load=()
 fi
 
 bench=$(benchmarks/build_llama_bench.sh)
@@ -38,16 +38,8 @@ step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
   step "decode_ratio.py, every core decoding"
   "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" --threads "$(nproc)" \
     --key decode_ratio_all_cores "${decode[@]}"
-  # ---- DECODE UNDER LOAD (goal >= 0.8 of unloaded) --------------------------------------------
-  # benchmarks/decode_under_load.py is another engineer's, being written; until it is in the
-  # repository this step says so and goals.py shows the figure as "not measured".
-  if [ -f benchmarks/decode_under_load.py ]; then
-    step "decode_under_load.py"
-    "$python" benchmarks/decode_under_load.py --results "$results"
-  else
-    step "decode_under_load.py: not in the repository yet (figure not measured)"
-  fi
-  # ----------------------------------------------------------------------------------------------
+  step "decode_under_load.py (a program keeping one core busy, in turn with none)"
+  "$python" benchmarks/decode_under_load.py --bench "$bench" --results "$results" "${under_load[@]}"
   step "speculative.py"; "$python" benchmarks/speculative.py --results "$results" "${speculative[@]}"
   step "memory.py";      "$python" benchmarks/memory.py --reference "$reference" --results "$results" "${memory[@]}"
   step "serve_speed.py (the app's decode threads)"
