@@ -269,8 +269,11 @@ class ChatController(QObject):
         nothing, and the chat answers as usual; the Documents button shows only those there are."""
         if self.conversation_id is None:
             return list(self._new_chat_documents)
-        stored = self.store.read_settings().get(attachment_key(self.conversation_id), [])
-        return [i for i in stored if isinstance(i, int)] if isinstance(stored, list) else []
+        stored = self.store.read_settings().get(attachment_key(self.conversation_id))
+        if not isinstance(stored, dict) or stored.get("created") != self._created():
+            return []  # none, or left by a deleted conversation whose number was used again
+        ids = stored.get("collections")
+        return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
 
     def attach_documents(self, collection_ids: list[int]) -> None:
         """Answer this chat from these collections (none: chat as usual). Kept with the app's
@@ -280,10 +283,16 @@ class ChatController(QObject):
             self._new_chat_documents = list(collection_ids)
             return
         try:
-            self.store.write_settings({attachment_key(self.conversation_id): list(collection_ids)})
+            self.store.write_settings({attachment_key(self.conversation_id): {
+                "created": self._created(), "collections": list(collection_ids)}})
         except StoreError as error:  # busy or full: the button goes back to what is stored
             self.error.emit(f"{user_message(error, self.log_file)} {TRY_AGAIN}")
             self.offer_documents()
+
+    def _created(self) -> str:
+        """When the open conversation was made: with its number, what names it for good."""
+        assert self.conversation_id is not None
+        return self.store.conversation(self.conversation_id).created.isoformat()
 
     def offer_documents(self) -> None:
         """Tell the Documents button the collections there are and which this chat uses."""

@@ -229,3 +229,19 @@ def test_indexing_left_pending_by_a_closed_window_carries_on_when_the_window_ope
     qtbot.waitUntil(lambda: not again.controller.documents.indexing, timeout=INDEX_TIMEOUT_MS)
     assert len(files) == 30 - read_before and set(files.values()) == {"indexed"}
     qtbot.waitUntil(lambda: again.controller.documents.collections[0]["chunks"] >= 30, timeout=10_000)
+
+
+def test_collections_attached_to_a_deleted_chat_do_not_pass_to_a_new_chat_that_gets_its_number(qtbot, make_window):
+    window = make_window()
+    controller, store = window.controller, window.controller.store
+    old = store.new_conversation(title="Old")
+    controller.open_conversation(old.id)
+    controller.attach_documents([7])
+    assert controller.attached_documents() == [7]
+    controller.new_chat()
+    store.trash(old.id)
+    store.delete_forever(old.id)
+    new = store.new_conversation(title="New")
+    assert new.id == old.id  # SQLite gives the freed number again
+    controller.open_conversation(new.id)
+    assert controller.attached_documents() == []
