@@ -209,6 +209,7 @@ class DocumentsDialog(QDialog):
         status = QHBoxLayout()
         self.progress_bar = QProgressBar()
         self.progress_bar.setAccessibleName("Indexing")
+        self.progress_bar.setTextVisible(False)  # the words beside it say how far
         self.status_label = QLabel("")
         self.status_label.setProperty("role", "muted")
         self.pause_button = QPushButton("Pause")
@@ -344,7 +345,8 @@ class DocumentsDialog(QDialog):
             self.progress_bar.setValue(event["done"])
             self.status_label.setText(f"Learning what the passages mean: {event['done']} of {event['total']}")
         elif kind == "Paused":
-            self.status_label.setText("Paused")
+            what = "files read" if event["phase"] == "files" else "passages learnt"
+            self.status_label.setText(f"Paused: {event['done']} of {event['total']} {what}")
         elif kind == "Finished":
             self.pause_button.setText("Pause")
             self.status_label.setText(f"Done: {event['indexed']} ready, {event['skipped']} skipped"

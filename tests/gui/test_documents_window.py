@@ -4,6 +4,8 @@ the sources show under the reply, are stored with it and come back when the chat
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import minilm_gguf
@@ -20,6 +22,7 @@ from slmchat.gui.documents_wiring import connect_documents
 pytestmark = pytest.mark.slow
 
 INDEX_TIMEOUT_MS = 120_000
+SCREENSHOTS = Path(os.environ.get("SLMCHAT_SCREENSHOTS", tempfile.gettempdir()))  # where to look at the window
 KEEPER = ("The lighthouse on Skerry Island is kept by Ingrid Vale. "
           "Ingrid Vale keeps a grey cat, and the cat is called Pepper.")
 
@@ -72,7 +75,7 @@ def test_a_dropped_folder_is_indexed_with_a_status_per_file_and_a_chat_answers_f
     assert statuses["keeper.txt"] == statuses["bread.txt"] == "Ready"
     assert statuses["scan.txt"].startswith("Not text: ") and "binary" in statuses["scan.txt"]
     assert "Done: 2 ready, 1 skipped" in dialog.status_label.text()
-    dialog.grab().save("/tmp/work/docs_dialog.png")
+    dialog.grab().save(str(SCREENSHOTS / "docs_dialog.png"))
     dialog.close()
 
     collection = window.controller.documents.collections[0]
@@ -103,7 +106,7 @@ def test_a_dropped_folder_is_indexed_with_a_status_per_file_and_a_chat_answers_f
     window.chat_view.trigger(row, "act:open-source:1")
     assert [url.toLocalFile() for url in opened] == [reply.sources[0].file]
     qtbot.wait(50)
-    window.grab().save("/tmp/work/docs.png")
+    window.grab().save(str(SCREENSHOTS / "docs.png"))
 
     conversation_id = window.controller.conversation_id
     window.controller.new_chat()  # a new chat starts with nothing attached
@@ -185,6 +188,7 @@ def test_pause_holds_indexing_resume_finishes_it_and_removing_a_collection_delet
     dialog.pause_button.click()  # at once: the indexer pauses before its first file
     qtbot.waitUntil(lambda: "Paused" in seen, timeout=30_000)
     assert dialog.pause_button.text() == "Resume"
+    dialog.grab().save(str(SCREENSHOTS / "docs_dialog_paused.png"))
     files_then = seen.count("FileIndexed")
     qtbot.wait(1500)
     assert seen.count("FileIndexed") == files_then, "nothing is read while paused"
