@@ -45,6 +45,7 @@ from slmchat.gui.chat_view import Action, ChatView
 from slmchat.gui.completion_pad import CompletionPad
 from slmchat.gui.composer import Composer
 from slmchat.gui.controller import ChatController
+from slmchat.gui.documents_wiring import connect_documents
 from slmchat.gui.downloads import DownloadKey, Downloads, describe_progress
 from slmchat.gui.empty_state import EmptyState
 from slmchat.gui.model_bar import ModelBar
@@ -224,6 +225,9 @@ class MainWindow(QMainWindow):
         self.api_server.failed.connect(lambda text: self.notice.show_message(text, error=True))
         self.api_server.chat_stored.connect(lambda _conversation: self.refresh_conversations())
         self.api_server.apply(self.settings)
+
+        # The composer's Documents button: collections attached per chat, "Manage documents…" opens the dialog.
+        self.open_documents = connect_documents(c, self.composer, self)
 
         s.loading.connect(self.model_bar.set_loading)
         s.loaded.connect(self._model_loaded)

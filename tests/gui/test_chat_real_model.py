@@ -13,7 +13,8 @@ from gui_helpers import (
     wait_for_model,
     wait_until_idle,
 )
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from heartbeat import Heartbeat
+from PySide6.QtCore import Qt
 
 from slmchat.core.generation import GenerationStats, Role
 from slmchat.core.store.records import MessageStatus
@@ -212,27 +213,13 @@ def test_the_gui_thread_never_stalls_while_a_reply_streams_into_a_long_chat(qtbo
     assert window.controller.chat_model.rowCount() == 200
     qtbot.wait(300)  # opening a chat lays out its messages once; the streaming is what is measured
 
-    gaps: list[float] = []
-    clock = QElapsedTimer()
-    clock.start()
-    last = [clock.elapsed()]
-
-    def beat() -> None:
-        now = clock.elapsed()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    heartbeat = QTimer()
-    heartbeat.setInterval(10)
-    heartbeat.timeout.connect(beat)
-    heartbeat.start()
-    window.controller.send("Write a short poem about the wind.")
-    wait_until_idle(qtbot, window)
-    heartbeat.stop()
+    with Heartbeat() as heartbeat:
+        window.controller.send("Write a short poem about the wind.")
+        wait_until_idle(qtbot, window)
 
     assert shown(window)[-1].text
+    gaps, worst = heartbeat.gaps, heartbeat.worst
     assert len(gaps) > 20
-    worst = max(gaps)
     print(f"heartbeat gaps: max {worst} ms at beat {gaps.index(worst)} of {len(gaps)}")
     assert worst < 250, f"the GUI thread stalled for {worst} ms (beat {gaps.index(worst)} of {len(gaps)})"
 
