@@ -42,7 +42,7 @@ from slmchat.core.tasks.capabilities import Capability, Classification, Seq2SeqR
 from slmchat.gui.chat_view import ChatModel, MessageView, SourceView
 from slmchat.gui.composer import ThinkingChoice
 from slmchat.gui.documents import DocumentLibrary
-from slmchat.gui.documents_service import answer_from_documents
+from slmchat.core.documents.service import answer_from_documents
 from slmchat.gui.model_session import ModelSession
 from slmchat.gui.notices import user_message
 from slmchat.gui.semantic_index import SemanticIndex

@@ -1,6 +1,6 @@
 """The user's document library in the window: collections, their files and their indexing.
 
-`DocumentLibrary` relays between the widgets and the library's process (`documents_service`):
+`DocumentLibrary` relays between the widgets and the library's process (`core/documents/service.py`):
 each request runs on a thread of its own pool and answers on the GUI thread; the indexer's
 events are polled every 100 ms once the process is up, which never waits. `DocumentsDialog` shows the
 collections, adds files and folders (buttons, or dropped on it), shows each file's status with
@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from slmchat.core.tasks.capabilities import Capability
-from slmchat.gui.documents_service import DocumentService
+from slmchat.core.documents.service import DocumentService
 from slmchat.gui.task_models import TaskModels
 from slmchat.gui.workers import run_task
 from slmchat.paths import Paths

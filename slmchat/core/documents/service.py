@@ -6,7 +6,7 @@ child, which opens the library's file, keeps the `Retriever` (its vector matrix 
 between questions), loads MiniLM for questions on first use, and owns the background
 `IndexerProcess`, passing its events on. Everything that crosses back is plain data (dicts,
 lists, `ChatMessage`s), so the window never unpickles a core/documents class, which would import
-numpy. This module imports no Qt: `documents.py` relays it to the widgets.
+numpy. The window's `gui/documents.py` relays it to the widgets.
 
 Requests are answered in turn on one pipe (`DocumentService.call`, from worker threads, never
 from the GUI thread); indexer events come on a second pipe the GUI thread polls without waiting

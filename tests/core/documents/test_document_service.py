@@ -18,7 +18,7 @@ import sys, time
 from pathlib import Path
 from slmchat.paths import Paths
 import slmchat.gui.controller, slmchat.gui.documents, slmchat.gui.documents_wiring  # all the window's document code
-from slmchat.gui.documents_service import DocumentService
+from slmchat.core.documents.service import DocumentService
 
 if __name__ == "__main__":
     home, folder, minilm = (Path(a) for a in sys.argv[1:4])
@@ -70,7 +70,7 @@ def test_a_question_about_the_whole_of_a_long_document_is_answered_from_notes_on
 
     from slmchat.core.generation import EngineConfig, GenerationSettings
     from slmchat.core.process.engine_client import EngineClient
-    from slmchat.gui.documents_service import DocumentService, answer_from_documents
+    from slmchat.core.documents.service import DocumentService, answer_from_documents
     from slmchat.paths import Paths
 
     folder = tmp_path / "long"
@@ -101,7 +101,7 @@ def test_a_question_about_the_whole_of_a_long_document_is_answered_from_notes_on
 def test_a_folder_added_while_another_is_being_read_is_read_too(tmp_path):
     import time
 
-    from slmchat.gui.documents_service import DocumentService
+    from slmchat.core.documents.service import DocumentService
     from slmchat.paths import Paths
 
     first, second = tmp_path / "first", tmp_path / "second"
