@@ -1,11 +1,16 @@
-"""Document library figures: indexing throughput, query latency over 10,000 chunks, recall@5.
+"""Document library figures: embedding cost, indexing throughput, query latency over 10,000 chunks, recall@5.
 
 Goals: 1,000 pages indexed in under 2 minutes; a hybrid query over 10,000 chunks in under 100 ms;
 recall@5 of at least 0.9, against words only (FTS5 BM25) and meaning only (MiniLM cosine).
 
+- Embedding cost: `--cost-chunks` passages of 900 characters embedded by the real MiniLM with one
+  context of one thread, one context of a thread per core, and a one-thread context per core
+  (what the indexer uses). CPU seconds per passage are our cost; wall time beyond them is other
+  programs' load (the machine is shared), printed beside each figure.
 - Throughput: `--pages` pages of 3,000 characters (sentences of the public-domain test corpus,
   recombined; 10 pages a file) indexed by the real background indexer with the real MiniLM,
-  and once more without an embedder (words only).
+  and once more without an embedder (words only); the indexer uses `--indexer-cores` cores
+  (default: the app's default, every physical core).
 - Latency: an index of `--chunks` chunks, texts recombined from the corpus (real FTS work) and
   vectors random unit vectors (a matrix product costs the same whatever the values; embedding
   10,000 chunks for real would take this machine most of an hour). Each query is embedded by
@@ -16,6 +21,7 @@ recall@5 of at least 0.9, against words only (FTS5 BM25) and meaning only (MiniL
   a top-5 passage of the right file holds its known answer.
 
 Run: .venv/bin/python benchmarks/documents_bench.py [--pages 1000] [--chunks 10000] [--distractors 300] [--threads 1]
+     [--indexer-cores N] [--cost-chunks 64] [--only cost|throughput|latency|recall]
 """
 
 from __future__ import annotations
@@ -64,8 +70,30 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} logical cores"
 
 
+# --- embedding cost ---------------------------------------------------------------------------
+def embedding_cost(count: int, minilm: Path) -> None:
+    import psutil
+
+    from slmchat.core.tasks.embeddings import Embedder
+
+    cores = psutil.cpu_count(logical=False) or 1
+    rng = random.Random(5)
+    pool = sentences(skip_answers=False)
+    texts = [recombined(rng, pool, 900)[:900] for _ in range(count)]
+    for threads, workers in ((1, 1), (cores, 1), (1, cores)):
+        with Embedder(minilm, n_threads=threads, workers=workers) as embedder:
+            tokens = sum(len(embedder.tokens(text)) for text in texts) / count
+            embedder.embed(texts[:2])  # warm up
+            cpu, start = time.process_time(), time.perf_counter()
+            embedder.embed(texts)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - start
+        print(f"embedding {count} passages of 900 characters ({tokens:.0f} tokens each), {workers} context(s) of "
+              f"{threads} thread(s): {count / wall:.1f} passages/s; CPU {cpu / count * 1000:.0f} ms a passage, "
+              f"wall {wall / count * 1000:.0f} ms a passage [{load()}]", flush=True)
+
+
 # --- throughput -------------------------------------------------------------------------------
-def throughput(pages: int, minilm: Path, threads: int) -> None:
+def throughput(pages: int, minilm: Path, cores: int | None) -> None:
     from slmchat.core.documents.background import IndexerProcess
     from slmchat.core.documents.index import DocumentIndex
     from slmchat.core.documents.indexer import FileIndexed, Finished
@@ -86,7 +114,7 @@ def throughput(pages: int, minilm: Path, threads: int) -> None:
                 index.add_roots(index.collection("bench"), [folder])
             start = time.perf_counter()
             searchable = 0.0
-            for event in IndexerProcess(paths, embedder, n_threads=threads).run(timeout=7200):
+            for event in IndexerProcess(paths, embedder, n_threads=cores).run(timeout=7200):
                 if isinstance(event, FileIndexed):
                     searchable = time.perf_counter() - start
                 last = event
@@ -97,7 +125,7 @@ def throughput(pages: int, minilm: Path, threads: int) -> None:
             print(f"indexing {pages} pages ({chunks} chunks), {label}: searchable by words after "
                   f"{searchable:.1f} s ({pages / searchable * 60:.0f} pages/min); all done ({vectors} vectors) "
                   f"after {seconds:.1f} s ({pages / seconds * 60:.0f} pages/min, {chunks / seconds:.1f} chunks/s) "
-                  f"(goal: 1,000 pages < 120 s) [{load()}]", flush=True)
+                  f"(goal: 1,000 pages < 120 s) [indexer cores: {cores or 'every core'}; {load()}]", flush=True)
 
 
 # --- latency and recall ---------------------------------------------------------------------
@@ -195,7 +223,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--distractors", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", choices=("throughput", "latency", "recall"))
+    parser.add_argument("--indexer-cores", type=int, default=None, help="cores the indexer may use (default: all)")
+    parser.add_argument("--cost-chunks", type=int, default=64)
+    parser.add_argument("--only", choices=("cost", "throughput", "latency", "recall"))
     args = parser.parse_args()
     import minilm_gguf
     from model_cache import MODEL_CACHE
@@ -203,12 +233,14 @@ def main() -> None:
     minilm = minilm_gguf.cached_gguf(MODEL_CACHE)
     print(f"documents_bench: MiniLM {minilm.name}, {args.threads} thread(s); this machine is shared with "
           f"other work [{load()}]", flush=True)
+    if args.only in (None, "cost"):
+        embedding_cost(args.cost_chunks, minilm)
     if args.only in (None, "recall"):
         recall(args.distractors, minilm, args.threads)
     if args.only in (None, "latency"):
         latency(args.chunks, minilm, args.threads)
     if args.only in (None, "throughput"):
-        throughput(args.pages, minilm, args.threads)
+        throughput(args.pages, minilm, args.indexer_cores)
 
 
 if __name__ == "__main__":

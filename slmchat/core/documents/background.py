@@ -20,17 +20,24 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import psutil
 from filelock import FileLock, Timeout
 
 from slmchat.core.documents.index import DocumentIndex
-from slmchat.core.documents.indexer import Control, Event, Failed, Finished, index_pending
+from slmchat.core.documents.indexer import (
+    Control,
+    Event,
+    Failed,
+    Finished,
+    index_pending,
+)
 from slmchat.core.errors import SlmchatError
 from slmchat.paths import Paths
 
 _SPAWN = multiprocessing.get_context("spawn")
 
 
-def _child(conn: Connection, paths: Paths, embedder_path: str | None, n_threads: int | None) -> None:
+def _child(conn: Connection, paths: Paths, embedder_path: str | None, cores: int | None) -> None:
     """The background process: index until done or told to stop; the parent's exit stops it."""
     import signal
 
@@ -79,7 +86,10 @@ def _child(conn: Connection, paths: Paths, embedder_path: str | None, n_threads:
     try:
         with DocumentIndex(paths.documents_database) as index:
             if embedder_path is not None:
-                embedder = Embedder(embedder_path, n_threads=n_threads)
+                # One single-thread context per core: see embeddings.py for why not one context
+                # with a thread per core.
+                workers = cores or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+                embedder = Embedder(embedder_path, n_threads=1, workers=workers)
             emit(index_pending(index, embedder, emit=emit, control=control))
     except SlmchatError as error:
         emit(Failed(str(error)))
@@ -98,6 +108,8 @@ class IndexerProcess:
     or `Failed`; `pause()`, `resume()`, `stop()` from any thread.
 
     `embedder_path` is an embedding GGUF (MiniLM); without one only full-text search works.
+    `n_threads` is how many cores embedding may use (None: every physical core; pause the
+    indexer, or give it one, while a chat needs the machine).
     """
 
     def __init__(self, paths: Paths, embedder_path: Path | None, *, n_threads: int | None = None) -> None:

@@ -5,12 +5,21 @@ mean). `Classifier` returns a label and scores per text. llama.cpp computes RoBE
 (`cls` + tanh + `cls.output`, pooling RANK) itself; DistilBERT's head is `pre_classifier` + ReLU,
 which llama.cpp cannot express, so such a file declares CLS pooling (llama.cpp returns the [CLS]
 hidden state) and the same two tensors, and the small head is applied here in numpy.
+
+`workers` runs several contexts side by side, one batch each at a time (llama.cpp releases the
+GIL while it computes). Many texts (the document indexer) then use several cores without the
+threads of one context waiting for each other at every layer: on a busy machine a context with
+two threads ran five times slower than with one, while two one-thread contexts each go at their
+own pace. Every batch is computed the same way whichever context takes it, so the vectors are
+the same as with one.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gguf
@@ -53,9 +62,21 @@ def _batches(token_lists: Sequence[list[int]], budget: int) -> list[list[int]]:
 class _PooledRunner(NativeRunner):
     """Shared by Embedder and Classifier: tokenize, batch, and read one pooled row per text."""
 
-    def __init__(self, path: str | os.PathLike[str], *, n_threads: int | None, pooling: int | None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, n_threads: int | None, pooling: int | None,
+                 workers: int = 1) -> None:
         self._model = NativeModel(path, embeddings=True, n_threads=n_threads, pooling=pooling,
                                   n_seq_max=_MAX_SEQS_PER_BATCH)
+        self._contexts = [self._model]
+        self._pool: ThreadPoolExecutor | None = None
+        try:
+            for _ in range(1, workers):
+                self._contexts.append(NativeModel(path, embeddings=True, n_threads=n_threads, pooling=pooling,
+                                                  n_seq_max=_MAX_SEQS_PER_BATCH))
+        except BaseException:
+            self.close()
+            raise
+        if len(self._contexts) > 1:
+            self._pool = ThreadPoolExecutor(len(self._contexts), thread_name_prefix="embed")
 
     def tokens(self, text: str) -> list[int]:
         """The token ids llama.cpp sees for `text`, cut to the context (keeping the closing [SEP])."""
@@ -68,27 +89,52 @@ class _PooledRunner(NativeRunner):
     def _pooled(self, texts: Sequence[str], width: int) -> np.ndarray:
         token_lists = [self.tokens(text) for text in texts]
         out = np.empty((len(texts), width), dtype=np.float32)
-        for group in _batches(token_lists, self._model.n_ctx):
-            self._model.clear_memory()
-            self._model.run_batch([token_lists[i] for i in group])
-            for seq_id, i in enumerate(group):
-                out[i] = self._model.pooled(seq_id, width)
+        idle: queue.SimpleQueue[NativeModel] = queue.SimpleQueue()
+        for context in self._contexts:
+            idle.put(context)
+
+        def run(group: list[int]) -> None:
+            """One batch on whichever context is free: a context slowed by other programs simply
+            takes fewer batches."""
+            model = idle.get()
+            try:
+                model.clear_memory()
+                model.run_batch([token_lists[i] for i in group])
+                for seq_id, i in enumerate(group):
+                    out[i] = model.pooled(seq_id, width)
+            finally:
+                idle.put(model)
+
+        groups = _batches(token_lists, self._model.n_ctx)
+        if self._pool is None or len(groups) == 1:
+            for group in groups:
+                run(group)
+        else:
+            list(self._pool.map(run, groups))  # list(): re-raises the first failure here
         return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for context in self._contexts:
+            context.close()
 
 class Embedder(_PooledRunner):
     """Turns texts into unit vectors with an embedding GGUF (all-MiniLM-L6-v2, TinyBERT, …).
 
     Pooling comes from the file's `<arch>.pooling_type`; a file without one gets mean pooling
-    (what sentence-transformers uses for MiniLM) rather than per-token output.
+    (what sentence-transformers uses for MiniLM) rather than per-token output. `workers`
+    contexts of `n_threads` threads each embed the batches of one call side by side.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, n_threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, n_threads: int | None = None, workers: int = 1) -> None:
         info = read_gguf(path)
         if Capability.EMBED not in capabilities(info):
             raise UnsupportedModel(f"{info.path.name} is not a text embedding model.")
         undeclared = _file_pooling(info) in (None, llama_cpp.LLAMA_POOLING_TYPE_NONE)
         super().__init__(path, n_threads=n_threads,
-                         pooling=llama_cpp.LLAMA_POOLING_TYPE_MEAN if undeclared else None)
+                         pooling=llama_cpp.LLAMA_POOLING_TYPE_MEAN if undeclared else None, workers=workers)
         self.dim = self._model.n_embd
         self.model_name = self.path.stem
 
