@@ -21,7 +21,8 @@ recall@5 of at least 0.9, against words only (FTS5 BM25) and meaning only (MiniL
   a top-5 passage of the right file holds its known answer.
 
 Run: .venv/bin/python benchmarks/documents_bench.py [--pages 1000] [--chunks 10000] [--distractors 300] [--threads 1]
-     [--indexer-cores N] [--cost-chunks 64] [--only cost|throughput|latency|recall]
+     [--indexer-cores N] [--cost-chunks 64] [--only cost|throughput|latency|recall] [--minilm FILE.gguf]
+(--minilm: another GGUF of the same model, e.g. a Q8_0 or BF16 conversion, instead of the tests' F16)
 """
 
 from __future__ import annotations
@@ -226,11 +227,12 @@ def main() -> None:
     parser.add_argument("--indexer-cores", type=int, default=None, help="cores the indexer may use (default: all)")
     parser.add_argument("--cost-chunks", type=int, default=64)
     parser.add_argument("--only", choices=("cost", "throughput", "latency", "recall"))
+    parser.add_argument("--minilm", type=Path, default=None, help="a MiniLM GGUF (default: the tests' F16)")
     args = parser.parse_args()
     import minilm_gguf
     from model_cache import MODEL_CACHE
 
-    minilm = minilm_gguf.cached_gguf(MODEL_CACHE)
+    minilm = args.minilm or minilm_gguf.cached_gguf(MODEL_CACHE)
     print(f"documents_bench: MiniLM {minilm.name}, {args.threads} thread(s); this machine is shared with "
           f"other work [{load()}]", flush=True)
     if args.only in (None, "cost"):
