@@ -9,9 +9,10 @@ hidden state) and the same two tensors, and the small head is applied here in nu
 `workers` runs several contexts side by side, one batch each at a time (llama.cpp releases the
 GIL while it computes). Many texts (the document indexer) then use several cores without the
 threads of one context waiting for each other at every layer: on a busy machine a context with
-two threads ran five times slower than with one, while two one-thread contexts each go at their
-own pace. Every batch is computed the same way whichever context takes it, so the vectors are
-the same as with one.
+two threads spent about twice the CPU per passage of one thread and finished later, while two
+one-thread contexts each go at their own pace (benchmarks/documents_bench.py, embedding cost).
+Every batch is computed the same way whichever context takes it, so the vectors are the same as
+with one.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class _PooledRunner(NativeRunner):
             self._pool = None
         for context in self._contexts:
             context.close()
+
 
 class Embedder(_PooledRunner):
     """Turns texts into unit vectors with an embedding GGUF (all-MiniLM-L6-v2, TinyBERT, …).
