@@ -71,6 +71,7 @@ class DocumentLibrary(QObject):
         self.collections: list[dict[str, Any]] = []
         self.indexing = False
         self.paused = False
+        self._closed = False
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)  # requests are answered in turn anyway
         self._poll = QTimer(self, interval=POLL_MS)
@@ -84,7 +85,10 @@ class DocumentLibrary(QObject):
         return None if model is None else model.path
 
     def _request(self, method: str, *args: Any, then: Callable[[Any], None] | None = None) -> None:
-        """`method(*args)` in the library's process, off the GUI thread; `then(result)` here."""
+        """`method(*args)` in the library's process, off the GUI thread; `then(result)` here.
+        Nothing once closed: a late answer's follow-up must not outlive the window."""
+        if self._closed:
+            return
         embedder = self._embedder()
 
         def work() -> Any:
@@ -124,6 +128,7 @@ class DocumentLibrary(QObject):
 
     def close(self) -> None:
         """At exit: the process goes; indexing carries on at the next start."""
+        self._closed = True
         self._poll.stop()
         self._pool.waitForDone()
         self.service.close()

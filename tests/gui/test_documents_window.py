@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import minilm_gguf
+import psutil
 import pytest
 from gui_helpers import start_chatting, wait_until_idle
 from model_cache import MODEL_CACHE
@@ -223,7 +224,11 @@ def test_indexing_left_pending_by_a_closed_window_carries_on_when_the_window_ope
     qtbot.waitUntil(lambda: "Paused" in seen, timeout=30_000)
     read_before = seen.count("FileIndexed")
     assert read_before == 0
+    library_process = psutil.Process(library.service._process.pid)
     window.close()  # the app quits with files still to read
+    library.refresh()  # a late request (a queued follow-up) must not start the library again
+    qtbot.wait(300)
+    assert not library.service.alive and not library_process.is_running()
 
     again = make_window()
     files = {}

@@ -218,6 +218,7 @@ class DocumentService:
         self._requests: Connection | None = None
         self._events: Connection | None = None
         self._lock = threading.Lock()
+        self._closed = False  # for good: a late request must not start the process again
 
     @property
     def alive(self) -> bool:
@@ -234,6 +235,8 @@ class DocumentService:
         """Run `method(*args)` of the library in its process and return the result; the sentence
         of a SlmchatError when it failed."""
         with self._lock:
+            if self._closed:
+                raise SlmchatError("The document library is closed.")
             if not self.alive:
                 self._start()
             assert self._requests is not None
@@ -286,7 +289,9 @@ class DocumentService:
         atexit.unregister(self.close)
 
     def close(self) -> None:
+        """End the process for good (the window is closing)."""
         with self._lock:
+            self._closed = True
             self._stop()
 
 
