@@ -74,6 +74,7 @@ class SemanticHit:
     snippet: str
     created: datetime
     score: float  # cosine similarity, -1..1
+    in_thinking: bool = False  # search by meaning reads the stored answers only, never the thinking
 
 
 def embedding_model(models: Iterable[GGUFInfo]) -> GGUFInfo | None:
