@@ -44,7 +44,10 @@ def run_and_kill(db: Path, delay_s: float) -> list[str]:
             lines.append(line.rstrip("\n"))
         time.sleep(delay_s)
         writer.send_signal(signal.SIGKILL)
-        rest, _ = writer.communicate(timeout=30)
+        # The rest through the same buffered reader: readline() may already hold the lines that
+        # followed "reply" (communicate() would read past them, straight from the pipe).
+        rest = writer.stdout.read()
+        writer.wait(30)
     finally:
         if writer.poll() is None:
             writer.kill()
