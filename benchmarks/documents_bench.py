@@ -20,9 +20,13 @@ recall@5 of at least 0.9, against words only (FTS5 BM25) and meaning only (MiniL
   sentences holding answers left out), all embedded by the real MiniLM; a question counts when
   a top-5 passage of the right file holds its known answer.
 
+The MiniLM file is the one a user downloads by default: the catalog's default quantization
+(Q8_0), made from the real weights by llama.cpp's quantizer (tests/minilm_gguf.py).
+
 Run: .venv/bin/python benchmarks/documents_bench.py [--pages 1000] [--chunks 10000] [--distractors 300] [--threads 1]
-     [--indexer-cores N] [--cost-chunks 64] [--only cost|throughput|latency|recall] [--minilm FILE.gguf]
-(--minilm: another GGUF of the same model, e.g. a Q8_0 or BF16 conversion, instead of the tests' F16)
+     [--indexer-cores N] [--cost-chunks 64] [--only cost|throughput|latency|recall] [--quant Q8_0|F16|BF16]
+     [--minilm FILE.gguf] [--results FILE.json]
+(--quant: another conversion of the same weights; --minilm: any MiniLM GGUF)
 """
 
 from __future__ import annotations
@@ -37,15 +41,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import save_results  # noqa: E402  (benchmarks/ is the script's own folder)
+
 CORPUS = ROOT / "tests" / "core" / "documents" / "corpus"
 QUESTIONS = json.loads((ROOT / "tests" / "core" / "documents" / "questions.json").read_text(encoding="utf-8"))
 PAGE_CHARS = 3000
 PAGES_PER_FILE = 10
+GOAL_PAGES_PER_MIN = 500  # 1,000 pages in under 2 minutes
+GOAL_QUERY_MS = 100
+GOAL_RECALL = 0.9
 
 
 def sentences(skip_answers: bool) -> list[str]:
@@ -67,12 +77,19 @@ def recombined(rng: random.Random, pool: list[str], chars: int) -> str:
     return "\n\n".join(out)
 
 
+def catalog_quant() -> str:
+    """The quantization the app downloads MiniLM in by default."""
+    from slmchat.core.models.catalog import load_catalog
+
+    return load_catalog().get("all-minilm-l6-v2").default_quant
+
+
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} logical cores"
 
 
 # --- embedding cost ---------------------------------------------------------------------------
-def embedding_cost(count: int, minilm: Path) -> None:
+def embedding_cost(count: int, minilm: Path) -> list[dict[str, Any]]:
     import psutil
 
     from slmchat.core.tasks.embeddings import Embedder
@@ -81,6 +98,7 @@ def embedding_cost(count: int, minilm: Path) -> None:
     rng = random.Random(5)
     pool = sentences(skip_answers=False)
     texts = [recombined(rng, pool, 900)[:900] for _ in range(count)]
+    figures = []
     for threads, workers in ((1, 1), (cores, 1), (1, cores)):
         with Embedder(minilm, n_threads=threads, workers=workers) as embedder:
             tokens = sum(len(embedder.tokens(text)) for text in texts) / count
@@ -91,10 +109,13 @@ def embedding_cost(count: int, minilm: Path) -> None:
         print(f"embedding {count} passages of 900 characters ({tokens:.0f} tokens each), {workers} context(s) of "
               f"{threads} thread(s): {count / wall:.1f} passages/s; CPU {cpu / count * 1000:.0f} ms a passage, "
               f"wall {wall / count * 1000:.0f} ms a passage [{load()}]", flush=True)
+        figures.append({"threads": threads, "contexts": workers, "tokens": tokens, "passages_per_s": count / wall,
+                        "cpu_ms": cpu / count * 1000, "wall_ms": wall / count * 1000})
+    return figures
 
 
 # --- throughput -------------------------------------------------------------------------------
-def throughput(pages: int, minilm: Path, cores: int | None) -> None:
+def throughput(pages: int, minilm: Path, cores: int | None) -> dict[str, Any]:
     from slmchat.core.documents.background import IndexerProcess
     from slmchat.core.documents.index import DocumentIndex
     from slmchat.core.documents.indexer import FileIndexed, Finished
@@ -109,6 +130,8 @@ def throughput(pages: int, minilm: Path, cores: int | None) -> None:
             count = min(PAGES_PER_FILE, pages - n)
             (folder / f"book_{n // PAGES_PER_FILE:04}.txt").write_text(
                 "\n\n".join(recombined(rng, pool, PAGE_CHARS) for _ in range(count)), encoding="utf-8")
+        figures: dict[str, Any] = {"pages": pages, "page_chars": PAGE_CHARS, "indexer_cores": cores,
+                                   "goal_pages_per_min": GOAL_PAGES_PER_MIN}
         for label, embedder in (("words only (no embedder)", None), ("MiniLM vectors", minilm)):
             paths = Paths.at(Path(tmp) / label.split()[0]).ensure()
             with DocumentIndex(paths.documents_database) as index:
@@ -127,6 +150,10 @@ def throughput(pages: int, minilm: Path, cores: int | None) -> None:
                   f"{searchable:.1f} s ({pages / searchable * 60:.0f} pages/min); all done ({vectors} vectors) "
                   f"after {seconds:.1f} s ({pages / seconds * 60:.0f} pages/min, {chunks / seconds:.1f} chunks/s) "
                   f"(goal: 1,000 pages < 120 s) [indexer cores: {cores or 'every core'}; {load()}]", flush=True)
+            figures["vectors" if embedder else "words_only"] = {
+                "chunks": chunks, "vectors": vectors, "searchable_s": searchable, "seconds": seconds,
+                "pages_per_min": pages / seconds * 60}
+    return figures
 
 
 # --- latency and recall ---------------------------------------------------------------------
@@ -150,7 +177,7 @@ def _filler_index(index_path: Path, texts: list[str], vectors, model: str) -> No
             index.add_vectors(model, ids, vectors[start:start + 100])
 
 
-def latency(chunks: int, minilm: Path, threads: int) -> None:
+def latency(chunks: int, minilm: Path, threads: int) -> dict[str, Any]:
     import numpy as np
 
     from slmchat.core.documents.index import DocumentIndex
@@ -186,9 +213,12 @@ def latency(chunks: int, minilm: Path, threads: int) -> None:
           f"{statistics.median(total) * 1000:.1f} ms, p95 {total[int(len(total) * 0.95)] * 1000:.1f} ms; "
           f"query embedding alone median {statistics.median(embed) * 1000:.1f} ms; first query "
           f"(reads the vectors) {first * 1000:.0f} ms (goal: < 100 ms) [{load()}]", flush=True)
+    return {"chunks": chunks, "median_ms": statistics.median(total) * 1000,
+            "p95_ms": total[int(len(total) * 0.95)] * 1000, "embed_median_ms": statistics.median(embed) * 1000,
+            "first_ms": first * 1000, "goal_ms": GOAL_QUERY_MS}
 
 
-def recall(distractors: int, minilm: Path, threads: int) -> None:
+def recall(distractors: int, minilm: Path, threads: int) -> dict[str, Any]:
     from slmchat.core.documents.index import DocumentIndex
     from slmchat.core.documents.indexer import index_pending
     from slmchat.core.documents.retrieve import Retriever
@@ -209,6 +239,8 @@ def recall(distractors: int, minilm: Path, threads: int) -> None:
             with DocumentIndex(paths.documents_database) as index:
                 size = index.counts()["chunks"]
                 retriever = Retriever(index, embedder)
+                figures: dict[str, Any] = {"chunks": size, "distractors": distractors, "questions": len(QUESTIONS),
+                                           "goal": GOAL_RECALL}
                 for mode in ("fts", "vector", "hybrid"):
                     found = 0
                     for q in QUESTIONS:
@@ -216,6 +248,8 @@ def recall(distractors: int, minilm: Path, threads: int) -> None:
                         found += any(q["answer"] in h.text and Path(h.path).name == q["file"] for h in hits)
                     print(f"recall@5 over {size} chunks ({distractors} distractors), {mode:>6}: "
                           f"{found / len(QUESTIONS):.3f} ({found}/{len(QUESTIONS)}) (goal: >= 0.9)", flush=True)
+                    figures[mode] = found / len(QUESTIONS)
+    return figures
 
 
 def main() -> None:
@@ -227,22 +261,27 @@ def main() -> None:
     parser.add_argument("--indexer-cores", type=int, default=None, help="cores the indexer may use (default: all)")
     parser.add_argument("--cost-chunks", type=int, default=64)
     parser.add_argument("--only", choices=("cost", "throughput", "latency", "recall"))
-    parser.add_argument("--minilm", type=Path, default=None, help="a MiniLM GGUF (default: the tests' F16)")
+    parser.add_argument("--quant", default=None, help="the weights converted to this (default: the catalog's default)")
+    parser.add_argument("--minilm", type=Path, default=None, help="a MiniLM GGUF (instead of --quant)")
+    parser.add_argument("--results", type=Path, help="merge the figures into this JSON file")
+    parser.add_argument("--key", default="documents", help="their key in that file (default: documents)")
     args = parser.parse_args()
     import minilm_gguf
     from model_cache import MODEL_CACHE
 
-    minilm = args.minilm or minilm_gguf.cached_gguf(MODEL_CACHE)
+    minilm = args.minilm or minilm_gguf.cached_gguf(MODEL_CACHE, args.quant or catalog_quant())
     print(f"documents_bench: MiniLM {minilm.name}, {args.threads} thread(s); this machine is shared with "
           f"other work [{load()}]", flush=True)
-    if args.only in (None, "cost"):
-        embedding_cost(args.cost_chunks, minilm)
-    if args.only in (None, "recall"):
-        recall(args.distractors, minilm, args.threads)
-    if args.only in (None, "latency"):
-        latency(args.chunks, minilm, args.threads)
-    if args.only in (None, "throughput"):
-        throughput(args.pages, minilm, args.indexer_cores)
+    figures: dict[str, Any] = {"minilm": minilm.name, "load_average_start": os.getloadavg()}
+    sections = {"cost": lambda: embedding_cost(args.cost_chunks, minilm),
+                "recall_corpus": lambda: recall(0, minilm, args.threads),
+                "recall": lambda: recall(args.distractors, minilm, args.threads),
+                "latency": lambda: latency(args.chunks, minilm, args.threads),
+                "throughput": lambda: throughput(args.pages, minilm, args.indexer_cores)}
+    for name, run in sections.items():
+        if args.only in (None, name.split("_")[0]):
+            figures[name] = run()
+            save_results(args.results, args.key, figures)  # a later section's failure keeps these
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ if [ "${QUICK:-0}" = 1 ]; then
   gui=(--replies 1 --tokens 40); startup=(--runs 2); speculative=(--tokens 32 --pairs 1)
   serve=(--tokens 32 --runs 2); tables=(--quick); plans=(--depth 300); portable=(--pairs 2 --tokens 48)
   memory=(--messages 100); under_load=(--tokens 24 --rounds 1)
+  documents=(--pages 40 --chunks 1000 --distractors 20 --cost-chunks 8)
 else
   decode=(); ttft=(); gui=(); startup=(); speculative=(); serve=(); tables=(); plans=(); portable=(); memory=(); under_load=()
+  documents=()
 fi
 
 bench=$(benchmarks/build_llama_bench.sh)
@@ -54,6 +56,8 @@ step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
   "$python" benchmarks/llama_bench_tables.py --bench "$bench" --results "$results" "${tables[@]}"
   step "memory_plans.py"
   "$python" benchmarks/memory_plans.py --reference "$reference" --results "$results" "${plans[@]}"
+  step "documents_bench.py"
+  "$python" benchmarks/documents_bench.py --results "$results" "${documents[@]}"
   if [ -x build/portable-venv/bin/python ] && [ -d build/dist-portable/slmchat ]; then
     step "portable_speed.py"; "$python" benchmarks/portable_speed.py --results "$results" "${portable[@]}"
   else
