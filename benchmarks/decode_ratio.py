@@ -13,7 +13,10 @@ flash attention, key cache type, ubatch, and `--repack 0` where the app turned o
 extra buffer types (AMX CPUs). Two references: llama-bench at the thread count whose median is
 fastest ("best"; the goal is judged against it: the app's choice of threads is part of what is
 measured) and at the app's own thread count.
-Runs alternate A B A B ... so both meet the same machine load; medians and their ratios are printed.
+C (the engine without the window): the same chat streamed through an `EngineClient` of its own
+(the engine process as the CLI uses it, same threads and context), timed the same way; A ÷ C is
+what the window costs the decoding (its painting takes CPU from llama.cpp's threads).
+Runs alternate A B C A B C ... so all meet the same machine load; medians and ratios are printed.
 
     .venv/bin/python benchmarks/decode_ratio.py [--tokens 256] [--pairs 5] [--threads T] [--bench PATH]
 """
@@ -24,7 +27,9 @@ import argparse
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import common
 
@@ -50,6 +55,17 @@ def llama_bench(binary: Path, model: Path, *, tokens: int, depth: int, threads: 
     return {int(test["n_threads"]): float(test["avg_ts"]) for test in json.loads(result.stdout)}
 
 
+def engine_alone(client: Any, prompt: str, settings: Any) -> tuple[int, float]:
+    """The chat streamed through `client` (no window): its tokens, and decode tokens/s between
+    the first and the last piece as the caller receives them."""
+    from slmchat.core.generation import ChatMessage
+
+    generation = client.stream_chat([ChatMessage("user", prompt)], settings)
+    arrivals = [time.perf_counter() for _piece in generation]
+    tokens = generation.stats.completion_tokens
+    return tokens, (tokens - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+
+
 def engine_flags(engine: dict[str, str]) -> list[str]:
     """llama-bench's flags for the engine's choices: extra buffer types (off on AMX CPUs),
     flash attention, the key cache's type and the ubatch."""
@@ -67,7 +83,8 @@ def main() -> None:
     common.add_common_arguments(parser, "decode_ratio")
     args = parser.parse_args()
 
-    from slmchat.core.generation import GenerationSettings
+    from slmchat.core.generation import EngineConfig, GenerationSettings
+    from slmchat.core.process.engine_client import EngineClient
 
     bench = args.bench or Path(subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True,
                                               check=True).stdout.strip())
@@ -77,6 +94,9 @@ def main() -> None:
     with common.AppUnderTest(threads=args.threads, context_size=2048, generation=settings) as app:
         info = app.start_model()
         warm = app.reply(PROMPT)  # the first reply also warms caches; not counted
+        alone = EngineClient(EngineConfig(model_path=info.path, n_threads=args.threads, n_ctx=info.n_ctx),
+                             paths=app.paths)
+        engine_alone(alone, PROMPT, settings)  # warms it too
         tokens, depth = warm.completion_tokens, warm.prompt_tokens
         flags = engine_flags(info.extra)
         print(f"model {info.path.name}, {info.n_threads} threads, n_ctx {info.n_ctx}; prompt {depth} tokens, "
@@ -86,6 +106,7 @@ def main() -> None:
         if info.n_threads not in thread_counts:
             thread_counts.append(info.n_threads)
         app_speeds: list[float] = []
+        alone_speeds: list[float] = []
         bench_speeds: dict[int, list[float]] = {count: [] for count in thread_counts}
         runs = []
         for pair in range(args.pairs):
@@ -94,32 +115,42 @@ def main() -> None:
                 print(f"  note: this reply had {timing.completion_tokens} tokens, not {tokens}")
             reference = llama_bench(bench, info.path, tokens=tokens, depth=depth, threads=thread_counts,
                                     engine=info.extra)
+            alone_tokens, alone_speed = engine_alone(alone, PROMPT, settings)
             app_speeds.append(timing.gui_tokens_per_s)
+            alone_speeds.append(alone_speed)
             for count, speed in reference.items():
                 bench_speeds[count].append(speed)
             runs.append({"app_tokens_per_s": timing.gui_tokens_per_s, "engine_tokens_per_s": timing.engine_tokens_per_s,
                          "llama_bench_tokens_per_s": reference[info.n_threads],
                          "llama_bench_by_threads": reference, "tokens": timing.completion_tokens,
+                         "engine_alone_tokens_per_s": alone_speed, "engine_alone_tokens": alone_tokens,
                          "pieces_shown": len(timing.arrivals), "load_average": common.load_average()})
             others = ", ".join(f"{threads_text(count)} {speed:.1f}" for count, speed in reference.items())
             print(f"  pair {pair + 1}: app {timing.gui_tokens_per_s:6.1f} tok/s at the GUI "
                   f"(engine's own {timing.engine_tokens_per_s:6.1f}, {len(timing.arrivals)} updates shown), "
-                  f"llama-bench {others} tok/s; load {common.fmt_load(common.load_average())}")
+                  f"llama-bench {others} tok/s, engine without the window {alone_speed:.1f} tok/s "
+                  f"({alone_tokens} tokens); load {common.fmt_load(common.load_average())}")
+        alone.close()
     app_median = common.median(app_speeds)
     bench_medians = {count: common.median(speeds) for count, speeds in bench_speeds.items()}
     best_threads = max(bench_medians, key=bench_medians.__getitem__)
     ratio_best = app_median / bench_medians[best_threads]
     ratio_same = app_median / bench_medians[info.n_threads]
+    alone_median = common.median(alone_speeds)
     print(f"median: app {app_median:.1f} tok/s ({threads_text(info.n_threads)}); llama-bench "
           + ", ".join(f"{threads_text(count)} {speed:.1f}" for count, speed in bench_medians.items()) + " tok/s")
     print(f"app ÷ llama-bench at its best ({threads_text(best_threads)}): {ratio_best:.3f} (goal >= {GOAL}: "
           f"{'met' if ratio_best >= GOAL else 'not met'}); app ÷ llama-bench at the app's "
           f"{threads_text(info.n_threads)}: {ratio_same:.3f}")
+    print(f"engine without the window: {alone_median:.1f} tok/s; ÷ llama-bench at its best "
+          f"{alone_median / bench_medians[best_threads]:.3f}; app ÷ engine without the window "
+          f"{app_median / alone_median:.3f}")
     common.save_results(args.results, args.key, {
         "model": info.path.name, "threads": info.n_threads, "prompt_tokens": depth, "tokens": tokens,
         "llama_bench_flags": flags, "app_median": app_median, "llama_bench_medians": bench_medians,
         "best_threads": best_threads, "llama_bench_best_median": bench_medians[best_threads],
         "llama_bench_median": bench_medians[info.n_threads], "ratio": ratio_best, "ratio_same_threads": ratio_same,
+        "engine_alone_median": alone_median, "ratio_engine_alone": alone_median / bench_medians[best_threads],
         "goal": GOAL, "runs": runs, "machine": facts, "load_average_after": common.load_average(),
     })
 

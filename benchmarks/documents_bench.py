@@ -10,7 +10,7 @@ recall@5 of at least 0.9, against words only (FTS5 BM25) and meaning only (MiniL
 - Throughput: `--pages` pages of 3,000 characters (sentences of the public-domain test corpus,
   recombined; 10 pages a file) indexed by the real background indexer with the real MiniLM,
   and once more without an embedder (words only); the indexer uses `--indexer-cores` cores
-  (default: the app's default, every physical core).
+  (default: every physical core, as the app indexes).
 - Latency: an index of `--chunks` chunks, texts recombined from the corpus (real FTS work) and
   vectors random unit vectors (a matrix product costs the same whatever the values; embedding
   10,000 chunks for real would take this machine most of an hour). Each query is embedded by

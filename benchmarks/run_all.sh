@@ -35,7 +35,7 @@ print(decode_threads(detect_machine(probe_backend=False).physical_cores))')
 step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
 {
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  step "decode_ratio.py (the app's own threads: a core left for the window)"
+  step "decode_ratio.py (the app's default threads)"
   "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" "${decode[@]}"
   step "decode_ratio.py, every core decoding"
   "$python" benchmarks/decode_ratio.py --bench "$bench" --results "$results" --threads "$(nproc)" \

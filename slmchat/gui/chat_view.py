@@ -4,7 +4,7 @@ A `QListView` over `ChatModel` (a `QAbstractListModel`) with `MessageDelegate` p
 message from a `QTextDocument` built once and kept until the message, the width or the theme
 changes; a message not yet drawn gets an estimated height, so opening a long chat renders only
 what is on screen. While a reply streams, only the growing message is rendered again, when its text
-changes (the worker delivers text in ~30 ms batches), and of it only the blocks still growing
+changes (the worker delivers text in ~50 ms batches), and of it only the blocks still growing
 (`stream_blocks`); the list places its rows again only when that message's height changes, each
 row answering from a height it remembers (a dict lookup by row), so a 500-message chat and a long
 reply stream as smoothly as a short one. Buttons (Copy, Regenerate, ‹ 2/3 ›
@@ -634,7 +634,7 @@ class ChatView(QListView):
         Measured in a 200-message chat, one streamed piece that adds no line: passed on to
         QListView's dataChanged, the delegate's sizeHint was asked ~200 times for the other rows;
         going straight to QAbstractItemView's (which repaints the row and tells accessibility
-        tools), not once. A streaming reply changes every ~30 ms and grows a line far less often,
+        tools), not once. A streaming reply changes every ~50 ms and grows a line far less often,
         so the rows are placed again (sizeHintChanged) only when its height changed.
         """
         model = cast(ChatModel, self.model())

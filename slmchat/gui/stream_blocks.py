@@ -1,7 +1,7 @@
 """Where a streaming Markdown reply splits into blocks that later text can no longer change.
 
 Rendering a reply costs time in proportion to its length (markdown-it, Pygments, QTextDocument:
-~9 ms for 4,000 characters here), and a reply grows every ~30 ms. Drawn as settled blocks, each
+~9 ms for 4,000 characters here), and a reply grows every ~50 ms. Drawn as settled blocks, each
 rendered once, plus the growing tail, each update costs only the tail. A block is settled once a
 blank line outside a code fence ends it and the next block has begun at the left margin with
 something that is not a list item: the text after it cannot then turn it into a list item's

@@ -3,8 +3,8 @@
 Two shapes, after gpt4all and superqt:
 - `GenerationWorker` lives on its own `QThread` for the app's life and streams one reply at a
   time. Its event loop is busy while it generates, so Stop is a `threading.Event` the GUI thread
-  sets directly, never a queued call. Text pieces are gathered and sent at most every ~30 ms, so
-  the GUI thread handles ~30 small signals a second however fast the model is. Every request
+  sets directly, never a queued call. Text pieces are gathered and sent at most every ~50 ms, so
+  the GUI thread handles ~20 small signals a second however fast the model is. Every request
   carries an id; the controller ignores signals from a request it has moved on from.
 - `run_task` runs one blocking call (load a model, search, import a file) on the thread pool and
   calls back on the GUI thread with its result or its exception.
@@ -21,7 +21,11 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 
 log = logging.getLogger(__name__)
 
-BATCH_INTERVAL_S = 0.03
+# 20 updates a second still reads as a smooth stream, and each update's painting is CPU taken from
+# the reply: on a 2-core machine llama.cpp decodes on both cores and waits for a preempted thread.
+# At 30 ms the window's painting cost the decode ~15 % (benchmarks/decode_ratio.py: the app ÷ the
+# engine process without a window), at 50 ms ~8 %.
+BATCH_INTERVAL_S = 0.05
 
 
 class Generation(Protocol):

@@ -56,7 +56,10 @@ class _Library:
         self.index = DocumentIndex(paths.documents_database)
         self._embedder: Any = None
         self.retriever = Retriever(self.index, None)
-        self.indexer = IndexerProcess(paths, None if embedder_path is None else Path(embedder_path), n_threads=1)
+        # Every physical core: this process and the indexer it starts run niced (_child), so the
+        # window comes first, and a reply's engine sees the indexer's load and decodes on the
+        # cores it leaves (engine/threads.py), as it would with an indexer held to one core.
+        self.indexer = IndexerProcess(paths, None if embedder_path is None else Path(embedder_path))
         self._events = events
         self._indexer_lock = threading.Lock()
         self._send_lock = threading.Lock()
