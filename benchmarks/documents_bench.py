@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import save_results  # noqa: E402  (benchmarks/ is the script's own folder)
+import common  # noqa: E402  (benchmarks/ is the script's own folder)
 
 CORPUS = ROOT / "tests" / "core" / "documents" / "corpus"
 QUESTIONS = json.loads((ROOT / "tests" / "core" / "documents" / "questions.json").read_text(encoding="utf-8"))
@@ -269,6 +269,8 @@ def main() -> None:
     import minilm_gguf
     from model_cache import MODEL_CACHE
 
+    common.silence_llama_log()  # llama.cpp's log is not this script's output
+
     minilm = args.minilm or minilm_gguf.cached_gguf(MODEL_CACHE, args.quant or catalog_quant())
     print(f"documents_bench: MiniLM {minilm.name}, {args.threads} thread(s); this machine is shared with "
           f"other work [{load()}]", flush=True)
@@ -281,7 +283,7 @@ def main() -> None:
     for name, run in sections.items():
         if args.only in (None, name.split("_")[0]):
             figures[name] = run()
-            save_results(args.results, args.key, figures)  # a later section's failure keeps these
+            common.save_results(args.results, args.key, figures)  # a later section's failure keeps these
 
 
 if __name__ == "__main__":

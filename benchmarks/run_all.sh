@@ -29,9 +29,6 @@ fi
 
 bench=$(benchmarks/build_llama_bench.sh)
 reference=$(benchmarks/build_llama_rss.sh)
-# The threads a user's replies decode on (hardware.decode_threads): the server is measured at them.
-app_threads=$("$python" -c 'from slmchat.core.models.hardware import decode_threads, detect_machine
-print(decode_threads(detect_machine(probe_backend=False).physical_cores))')
 step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
 {
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -44,8 +41,8 @@ step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
   "$python" benchmarks/decode_under_load.py --bench "$bench" --results "$results" "${under_load[@]}"
   step "speculative.py"; "$python" benchmarks/speculative.py --results "$results" "${speculative[@]}"
   step "memory.py";      "$python" benchmarks/memory.py --reference "$reference" --results "$results" "${memory[@]}"
-  step "serve_speed.py (the app's decode threads)"
-  "$python" benchmarks/serve_speed.py --threads "$app_threads" --results "$results" "${serve[@]}"
+  step "serve_speed.py (the server as a user starts it)"
+  "$python" benchmarks/serve_speed.py --results "$results" "${serve[@]}"
   step "ttft_turns.py";  "$python" benchmarks/ttft_turns.py --results "$results" "${ttft[@]}"
   step "gui_smoothness.py"; "$python" benchmarks/gui_smoothness.py --results "$results" "${gui[@]}"
   step "gui_smoothness.py, every core decoding"
@@ -66,7 +63,7 @@ step() { echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$log"
 if "$python" -c 'import matplotlib' 2>/dev/null; then
-  "$python" benchmarks/plot.py "$results" "$plot" >/dev/null && echo "plot: $plot" | tee -a "$log"
+  "$python" benchmarks/plot.py "$results" "$plot" >/dev/null && echo "plot: ${plot#"$root"/}" | tee -a "$log"
 else
   echo "no plot: matplotlib is not installed (.venv/bin/pip install matplotlib)" | tee -a "$log"
 fi

@@ -13,7 +13,7 @@ Runs alternate, so all three meet the same machine load. Printed, each with its 
 - the time to the first piece the server adds over EngineClient (goal < 10 ms).
 Decode speed is (tokens - 1) ÷ (last piece - first piece) as each consumer receives them.
 
-    .venv/bin/python benchmarks/serve_speed.py [--model PATH] [--threads N] [--tokens N] [--runs N]
+    .venv/bin/python benchmarks/serve_speed.py [--model PATH] [--threads N (default: the engine's own choice)] [--tokens N] [--runs N]
         [--bench PATH] [--results R.json [--key serve_speed]]
 """
 
@@ -34,7 +34,6 @@ import common
 from decode_ratio import BUILD_SCRIPT, PROMPT, engine_flags, llama_bench
 from openai import OpenAI
 
-from slmchat.core.engine.backend import detect
 from slmchat.core.generation import ChatMessage, EngineConfig, GenerationSettings, Role
 from slmchat.core.process.engine_client import EngineClient
 from slmchat.paths import Paths, starter_model
@@ -52,10 +51,11 @@ class Run:
     prompt_tokens: int
 
 
-def start_server(model: Path, threads: int, home: Path) -> tuple[subprocess.Popen, str]:
+def start_server(model: Path, threads: int | None, home: Path) -> tuple[subprocess.Popen, str]:
+    """`slmchat-cli serve` as a user starts it; `threads` None leaves the count to the engine."""
+    chosen = [] if threads is None else ["--threads", str(threads)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "slmchat.cli", "serve", "--model", str(model), "--threads", str(threads),
-         "--port", "0"],
+        [sys.executable, "-m", "slmchat.cli", "serve", "--model", str(model), *chosen, "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "SLMCHAT_HOME": str(home), "PYTHONPATH": str(ROOT)},
     )
@@ -98,7 +98,7 @@ def met(ok: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=starter_model())
-    parser.add_argument("--threads", type=int, default=detect().physical_cores)
+    common.add_threads_argument(parser)
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--bench", type=Path, help="llama-bench binary (default: build_llama_bench.sh)")
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     bench = args.bench or Path(subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True,
                                               check=True).stdout.strip())
-    thread_counts = sorted({*range(1, (os.cpu_count() or 1) + 1), args.threads})
+    thread_counts = list(range(1, (os.cpu_count() or 1) + 1))
     home = Path(tempfile.mkdtemp(prefix="slmchat-serve-bench-"))
     server, url = start_server(args.model, args.threads, home)
     served: list[Run] = []
@@ -121,6 +121,10 @@ def main() -> None:
         if warm.tokens < args.tokens // 2:
             raise SystemExit(f"the model wrote only {warm.tokens} tokens: too few to measure decoding")
         flags = engine_flags(engine.info.extra)
+        threads = engine.info.n_threads  # a reply's first count (with no --threads, it follows the load)
+        if threads not in thread_counts:
+            thread_counts.append(threads)
+            bench_speeds[threads] = []
         for run in range(args.runs):  # alternate, and swap who goes first, so all meet the same load
             steps = [lambda: served.append(through_server(client, model, args.tokens)),
                      lambda: own.append(direct(engine, args.tokens))]
@@ -142,15 +146,15 @@ def main() -> None:
     added_ms = (first_served - first_own) * 1000
     bench_medians = {count: statistics.median(speeds) for count, speeds in bench_speeds.items()}
     best = max(bench_medians, key=bench_medians.__getitem__)
-    ratio_same = speed_served / bench_medians[args.threads]
+    ratio_same = speed_served / bench_medians[threads]
     ratio_best = speed_served / bench_medians[best]
     ratio_direct = speed_served / speed_own
-    print(f"model {args.model.name}, {args.threads} threads, {warm.tokens} tokens at depth {warm.prompt_tokens} "
+    print(f"model {args.model.name}, {common.describe_threads(args.threads)} ({threads} to start), {warm.tokens} tokens at depth {warm.prompt_tokens} "
           f"x {args.runs} runs each, llama-bench {' '.join(flags)}, load average {os.getloadavg()[0]:.2f}")
     print("llama-bench decode: " + ", ".join(f"{count} threads {speed:.1f}" for count, speed
                                               in bench_medians.items()) + " tok/s")
     print(f"decode through the server (openai client) {speed_served:.1f} tok/s ÷ llama-bench at the same "
-          f"{args.threads} threads {bench_medians[args.threads]:.1f} tok/s = {ratio_same:.3f} "
+          f"{threads} threads {bench_medians[threads]:.1f} tok/s = {ratio_same:.3f} "
           f"(goal >= {GOAL_RATIO}: {met(ratio_same >= GOAL_RATIO)})")
     print(f"decode through the server ÷ llama-bench at its best ({best} threads, {bench_medians[best]:.1f} tok/s) "
           f"= {ratio_best:.3f} (goal >= {GOAL_RATIO}: {met(ratio_best >= GOAL_RATIO)})")
@@ -160,7 +164,7 @@ def main() -> None:
           f"{first_own * 1000:.0f} ms -> the server adds {added_ms:.1f} ms (goal < {GOAL_ADDED_MS:g} ms: "
           f"{met(added_ms < GOAL_ADDED_MS)})")
     common.save_results(args.results, args.key, {
-        "model": args.model.name, "threads": args.threads, "tokens": warm.tokens, "prompt_tokens": warm.prompt_tokens,
+        "model": args.model.name, "threads": threads, "threads_fixed": args.threads is not None, "tokens": warm.tokens, "prompt_tokens": warm.prompt_tokens,
         "runs": args.runs, "ratio": ratio_direct, "added_first_piece_ms": added_ms,
         "served_tokens_per_s": speed_served, "engine_client_tokens_per_s": speed_own,
         "llama_bench_flags": flags, "llama_bench_medians": bench_medians, "best_threads": best,

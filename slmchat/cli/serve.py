@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="require \"Authorization: Bearer KEY\" on every request (generated and printed "
                             "when --host is not a loopback address and none is given)")
     serve.add_argument("--threads", type=positive_int, metavar="N",
-                       help="CPU threads per model (default: one per physical core)")
+                       help="CPU threads per model (default: every physical core for prompts; replies "
+                            "use the cores other programs leave free)")
     serve.add_argument("--max-queue", type=positive_int, default=DEFAULT_MAX_WAITING, metavar="N",
                        help="requests that may wait for a busy model before others are refused with "
                             f"HTTP 429 (default: {DEFAULT_MAX_WAITING})")

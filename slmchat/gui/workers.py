@@ -22,9 +22,9 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 log = logging.getLogger(__name__)
 
 # 20 updates a second still reads as a smooth stream, and each update's painting is CPU taken from
-# the reply: on a 2-core machine llama.cpp decodes on both cores and waits for a preempted thread.
-# At 30 ms the window's painting cost the decode ~15 % (benchmarks/decode_ratio.py: the app ÷ the
-# engine process without a window), at 50 ms ~8 %.
+# the reply: on a 2-core machine llama.cpp decodes on both cores and every step waits for a thread
+# the window preempted. benchmarks/decode_ratio.py prints the cost: the app ÷ the engine process
+# without a window (at 30 ms it was about 0.84 on the 2-core development machine).
 BATCH_INTERVAL_S = 0.05
 
 
