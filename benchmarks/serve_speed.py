@@ -13,8 +13,9 @@ Runs alternate, so all three meet the same machine load. Printed, each with its 
 - the time to the first piece the server adds over EngineClient (goal < 10 ms).
 Decode speed is (tokens - 1) ÷ (last piece - first piece) as each consumer receives them.
 
-    .venv/bin/python benchmarks/serve_speed.py [--model PATH] [--threads N (default: the engine's own choice)] [--tokens N] [--runs N]
+    .venv/bin/python benchmarks/serve_speed.py [--model PATH] [--threads N] [--tokens N] [--runs N]
         [--bench PATH] [--results R.json [--key serve_speed]]
+(no --threads: the server as a user starts it, the engine choosing its threads)
 """
 
 from __future__ import annotations
@@ -149,8 +150,8 @@ def main() -> None:
     ratio_same = speed_served / bench_medians[threads]
     ratio_best = speed_served / bench_medians[best]
     ratio_direct = speed_served / speed_own
-    print(f"model {args.model.name}, {common.describe_threads(args.threads)} ({threads} to start), {warm.tokens} tokens at depth {warm.prompt_tokens} "
-          f"x {args.runs} runs each, llama-bench {' '.join(flags)}, load average {os.getloadavg()[0]:.2f}")
+    print(f"model {args.model.name}, {common.describe_threads(args.threads)} ({threads} to start), "
+          f"{warm.tokens} tokens at depth {warm.prompt_tokens} x {args.runs} runs each, llama-bench {' '.join(flags)}, load average {os.getloadavg()[0]:.2f}")
     print("llama-bench decode: " + ", ".join(f"{count} threads {speed:.1f}" for count, speed
                                               in bench_medians.items()) + " tok/s")
     print(f"decode through the server (openai client) {speed_served:.1f} tok/s ÷ llama-bench at the same "
@@ -164,7 +165,8 @@ def main() -> None:
           f"{first_own * 1000:.0f} ms -> the server adds {added_ms:.1f} ms (goal < {GOAL_ADDED_MS:g} ms: "
           f"{met(added_ms < GOAL_ADDED_MS)})")
     common.save_results(args.results, args.key, {
-        "model": args.model.name, "threads": threads, "threads_fixed": args.threads is not None, "tokens": warm.tokens, "prompt_tokens": warm.prompt_tokens,
+        "model": args.model.name, "threads": threads, "threads_fixed": args.threads is not None,
+        "tokens": warm.tokens, "prompt_tokens": warm.prompt_tokens,
         "runs": args.runs, "ratio": ratio_direct, "added_first_piece_ms": added_ms,
         "served_tokens_per_s": speed_served, "engine_client_tokens_per_s": speed_own,
         "llama_bench_flags": flags, "llama_bench_medians": bench_medians, "best_threads": best,
