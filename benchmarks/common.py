@@ -93,6 +93,14 @@ def silence_llama_log() -> None:
 
 
 # --- statistics -------------------------------------------------------------------------------
+def consumer_speed(generation: Any) -> float:
+    """Decode tokens/s of a streamed generation (core's `Generation`) as its caller receives it:
+    llama.cpp's tokens after the first over the time from the first to the last piece."""
+    arrivals = [time.perf_counter() for _piece in generation]
+    tokens = generation.stats.completion_tokens
+    return (tokens - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+
+
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +55,13 @@ def llama_bench(binary: Path, model: Path, *, tokens: int, depth: int, threads: 
 
 
 def engine_alone(client: Any, prompt: str, settings: Any) -> tuple[int, float]:
-    """The chat streamed through `client` (no window): its tokens, and decode tokens/s between
-    the first and the last piece as the caller receives them."""
+    """The chat streamed through `client` (no window): its tokens, and its decode tokens/s as the
+    caller receives them."""
     from slmchat.core.generation import ChatMessage
 
     generation = client.stream_chat([ChatMessage("user", prompt)], settings)
-    arrivals = [time.perf_counter() for _piece in generation]
-    tokens = generation.stats.completion_tokens
-    return tokens, (tokens - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+    speed = common.consumer_speed(generation)
+    return generation.stats.completion_tokens, speed
 
 
 def engine_flags(engine: dict[str, str]) -> list[str]:
@@ -96,41 +94,44 @@ def main() -> None:
         warm = app.reply(PROMPT)  # the first reply also warms caches; not counted
         alone = EngineClient(EngineConfig(model_path=info.path, n_threads=args.threads, n_ctx=info.n_ctx),
                              paths=app.paths)
-        engine_alone(alone, PROMPT, settings)  # warms it too
-        tokens, depth = warm.completion_tokens, warm.prompt_tokens
-        flags = engine_flags(info.extra)
-        print(f"model {info.path.name}, {info.n_threads} threads, n_ctx {info.n_ctx}; prompt {depth} tokens, "
-              f"reply {tokens} tokens ({warm.finish_reason}), greedy sampling; llama-bench -p 0 -n {tokens} "
-              f"-d {depth} -t 1..{os.cpu_count()} {' '.join(flags)}")
-        thread_counts = list(range(1, (os.cpu_count() or 1) + 1))
-        if info.n_threads not in thread_counts:
-            thread_counts.append(info.n_threads)
-        app_speeds: list[float] = []
-        alone_speeds: list[float] = []
-        bench_speeds: dict[int, list[float]] = {count: [] for count in thread_counts}
-        runs = []
-        for pair in range(args.pairs):
-            timing = app.reply(PROMPT)
-            if timing.completion_tokens != tokens:
-                print(f"  note: this reply had {timing.completion_tokens} tokens, not {tokens}")
-            reference = llama_bench(bench, info.path, tokens=tokens, depth=depth, threads=thread_counts,
-                                    engine=info.extra)
-            alone_tokens, alone_speed = engine_alone(alone, PROMPT, settings)
-            app_speeds.append(timing.gui_tokens_per_s)
-            alone_speeds.append(alone_speed)
-            for count, speed in reference.items():
-                bench_speeds[count].append(speed)
-            runs.append({"app_tokens_per_s": timing.gui_tokens_per_s, "engine_tokens_per_s": timing.engine_tokens_per_s,
-                         "llama_bench_tokens_per_s": reference[info.n_threads],
-                         "llama_bench_by_threads": reference, "tokens": timing.completion_tokens,
-                         "engine_alone_tokens_per_s": alone_speed, "engine_alone_tokens": alone_tokens,
-                         "pieces_shown": len(timing.arrivals), "load_average": common.load_average()})
-            others = ", ".join(f"{threads_text(count)} {speed:.1f}" for count, speed in reference.items())
-            print(f"  pair {pair + 1}: app {timing.gui_tokens_per_s:6.1f} tok/s at the GUI "
-                  f"(engine's own {timing.engine_tokens_per_s:6.1f}, {len(timing.arrivals)} updates shown), "
-                  f"llama-bench {others} tok/s, engine without the window {alone_speed:.1f} tok/s "
-                  f"({alone_tokens} tokens); load {common.fmt_load(common.load_average())}")
-        alone.close()
+        try:
+            engine_alone(alone, PROMPT, settings)  # warms it too
+            tokens, depth = warm.completion_tokens, warm.prompt_tokens
+            flags = engine_flags(info.extra)
+            print(f"model {info.path.name}, {info.n_threads} threads, n_ctx {info.n_ctx}; prompt {depth} tokens, "
+                  f"reply {tokens} tokens ({warm.finish_reason}), greedy sampling; llama-bench -p 0 -n {tokens} "
+                  f"-d {depth} -t 1..{os.cpu_count()} {' '.join(flags)}")
+            thread_counts = list(range(1, (os.cpu_count() or 1) + 1))
+            if info.n_threads not in thread_counts:
+                thread_counts.append(info.n_threads)
+            app_speeds: list[float] = []
+            alone_speeds: list[float] = []
+            bench_speeds: dict[int, list[float]] = {count: [] for count in thread_counts}
+            runs = []
+            for pair in range(args.pairs):
+                timing = app.reply(PROMPT)
+                if timing.completion_tokens != tokens:
+                    print(f"  note: this reply had {timing.completion_tokens} tokens, not {tokens}")
+                reference = llama_bench(bench, info.path, tokens=tokens, depth=depth, threads=thread_counts,
+                                        engine=info.extra)
+                alone_tokens, alone_speed = engine_alone(alone, PROMPT, settings)
+                app_speeds.append(timing.gui_tokens_per_s)
+                alone_speeds.append(alone_speed)
+                for count, speed in reference.items():
+                    bench_speeds[count].append(speed)
+                runs.append({"app_tokens_per_s": timing.gui_tokens_per_s,
+                             "engine_tokens_per_s": timing.engine_tokens_per_s,
+                             "llama_bench_tokens_per_s": reference[info.n_threads],
+                             "llama_bench_by_threads": reference, "tokens": timing.completion_tokens,
+                             "engine_alone_tokens_per_s": alone_speed, "engine_alone_tokens": alone_tokens,
+                             "pieces_shown": len(timing.arrivals), "load_average": common.load_average()})
+                others = ", ".join(f"{threads_text(count)} {speed:.1f}" for count, speed in reference.items())
+                print(f"  pair {pair + 1}: app {timing.gui_tokens_per_s:6.1f} tok/s at the GUI "
+                      f"(engine's own {timing.engine_tokens_per_s:6.1f}, {len(timing.arrivals)} updates shown), "
+                      f"llama-bench {others} tok/s, engine without the window {alone_speed:.1f} tok/s "
+                      f"({alone_tokens} tokens); load {common.fmt_load(common.load_average())}")
+        finally:
+            alone.close()
     app_median = common.median(app_speeds)
     bench_medians = {count: common.median(speeds) for count, speeds in bench_speeds.items()}
     best_threads = max(bench_medians, key=bench_medians.__getitem__)

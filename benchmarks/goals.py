@@ -163,7 +163,8 @@ def smoothness_rows(results: dict[str, Any]) -> list[Row]:
         d = results.get(key)
         if d:
             rows.append(Row(f"longest GUI stall while streaming, {d['messages']} messages "
-                            f"({label.format(_plural(d['threads']))})", f"{d['max_ms']:.1f} ms (p99 {d['p99_ms']:.1f} ms)",
+                            f"({label.format(_plural(d['threads']))})",
+                            f"{d['max_ms']:.1f} ms (p99 {d['p99_ms']:.1f} ms)",
                             f"< {d['goal_ms']} ms", d["max_ms"] < d["goal_ms"]))
     return rows or [_missing("longest GUI stall while streaming", "< 16 ms")]
 

@@ -16,20 +16,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import common
+
 from slmchat.core.engine.backend import detect
 from slmchat.core.engine.engine import Engine
-from slmchat.core.generation import EngineConfig, Generation, GenerationSettings
+from slmchat.core.generation import EngineConfig, GenerationSettings
 from slmchat.core.process.engine_client import EngineClient
 from slmchat.paths import Paths, starter_model
 
 PROMPT = " ".join(str(i) for i in range(30))  # the model keeps counting: long, steady replies
-
-
-def consumer_speed(generation: Generation) -> float:
-    """Decode tokens/s between the first and the last piece, as the caller receives them."""
-    arrivals = [time.perf_counter() for _piece in generation]
-    tokens = generation.stats.completion_tokens
-    return (tokens - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
 
 
 def timed(make: Callable[[], object]) -> tuple[object, float]:
@@ -55,8 +50,8 @@ def main() -> None:
     client.complete(PROMPT, settings).read()
     inside, across = [], []
     for _ in range(args.runs):
-        inside.append(consumer_speed(engine.complete(PROMPT, settings)))
-        across.append(consumer_speed(client.complete(PROMPT, settings)))
+        inside.append(common.consumer_speed(engine.complete(PROMPT, settings)))
+        across.append(common.consumer_speed(client.complete(PROMPT, settings)))
     engine.close()
     client.close()
 
